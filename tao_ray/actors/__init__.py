@@ -1,0 +1,1 @@
+"""Ray actors: thin shells over library code, one file per role. Resources are set at launch (`launch.py`)."""

@@ -1,0 +1,86 @@
+"""GeneratorActor: a vLLM engine that turns prompts into groups of candidates and takes new weights in place.
+
+In: chat messages per prompt. Out: one `Generation` per prompt (token ids for the learner, texts for the scorer).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tao_ray import weight_sync
+from tao_ray.batch import Generation
+
+
+class GeneratorActor:
+    def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
+                 gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
+                 enforce_eager: bool = False):
+        # Quiet the engine's per-request progress bars; the driver prints one line per stage.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm import LLM
+
+        kv_cache = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {
+            "gpu_memory_utilization": gpu_memory_utilization}
+        started = time.perf_counter()
+        self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
+                       tensor_parallel_size=tensor_parallel_size, worker_extension_cls=weight_sync.WORKER_EXTENSION,
+                       enable_prefix_caching=True, enforce_eager=enforce_eager, **kv_cache)
+        self.startup_s = time.perf_counter() - started
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def ready(self) -> float:
+        """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
+        return self.startup_s
+
+    def prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=True)
+        return list(encoded["input_ids"])
+
+    def generate(self, prompts: list[tuple[int, list[dict[str, str]]]], n: int, temperature: float, top_p: float,
+                 max_tokens: int) -> list[Generation]:
+        """`prompts` are (index, messages) pairs; temperature 0 means greedy (then n should be 1)."""
+        from vllm import SamplingParams
+
+        token_ids = [self.prompt_token_ids(messages) for _, messages in prompts]
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params, use_tqdm=False)
+        return [Generation(prompt_index=index, prompt_token_ids=ids,
+                           response_texts=[c.text for c in out.outputs],
+                           response_token_ids=[list(c.token_ids) for c in out.outputs])
+                for (index, _), ids, out in zip(prompts, token_ids, outputs, strict=True)]
+
+    # ---- weight sync (see tao_ray/weight_sync.py for the protocol) ----
+
+    def check_metadata(self, names: list[str]) -> None:
+        """metadata step: refuse weights for a different model before any tensor moves."""
+        own = set(self.llm.collective_rpc("tao_parameter_names")[0])
+        # vLLM fuses q/k/v and gate/up, so compare on layer prefixes rather than exact names.
+        own_layers = {n.split(".layers.")[1].split(".")[0] for n in own if ".layers." in n}
+        sent_layers = {n.split(".layers.")[1].split(".")[0] for n in names if ".layers." in n}
+        if own_layers != sent_layers:
+            raise ValueError(f"weight sync: sender has {len(sent_layers)} layers, engine has {len(own_layers)}")
+
+    def receive_weights(self, payload: bytes) -> float:
+        """update + finish steps on CPU: stage the safetensors payload in shared memory, reload in place."""
+        started = time.perf_counter()
+        path = weight_sync.stage_payload(payload)
+        try:
+            self.llm.collective_rpc("tao_reload_from_file", args=(path,))
+        finally:
+            os.unlink(path)
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        return time.perf_counter() - started
+
+    def init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+        """init step on CUDA (GPU only)."""
+        self.llm.collective_rpc("tao_init_broadcast_group", args=(master_address, master_port, rank_offset,
+                                                                  world_size))
+
+    def receive_broadcast(self, metas: list[tuple[str, str, tuple[int, ...]]]) -> float:
+        """update + finish steps on CUDA (GPU only): runs while learner rank 0 broadcasts."""
+        started = time.perf_counter()
+        self.llm.collective_rpc("tao_receive_broadcast", args=(metas,))
+        self.llm.reset_prefix_cache()
+        return time.perf_counter() - started

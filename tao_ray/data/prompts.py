@@ -1,0 +1,100 @@
+"""Prompt files: JSONL, one prompt per line, validated line by line.
+
+A line is either {"messages": [{"role": "user", "content": "..."}, ...]} (OpenAI chat format) or {"prompt": "..."},
+plus optional "id", "constraints" (checked by the constraint verifier) and "metadata" (kept, not interpreted).
+In: a path. Out: a list of `PromptRecord`, or a TaoError naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tao_ray.errors import TaoError
+from tao_ray.rewards.constraints import validate_constraint
+
+KNOWN_KEYS = {"id", "messages", "prompt", "constraints", "metadata"}
+ROLES = {"system", "user", "assistant"}
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str
+    messages: tuple[dict[str, str], ...]
+    """The chat to continue; a plain {"prompt": ...} becomes one user message."""
+    constraints: tuple[dict[str, Any], ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain form that reward functions receive."""
+        return {"id": self.id, "messages": list(self.messages), "constraints": list(self.constraints),
+                "metadata": self.metadata}
+
+
+def _record(obj: Any, where: str, index: int) -> PromptRecord:
+    if not isinstance(obj, dict):
+        raise TaoError(f"{where}: each line must be a JSON object with \"messages\" or \"prompt\"")
+    unknown = sorted(set(obj) - KNOWN_KEYS)
+    if unknown:
+        raise TaoError(f"{where}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(KNOWN_KEYS))}")
+    if ("messages" in obj) == ("prompt" in obj):
+        raise TaoError(f"{where}: give exactly one of \"messages\" or \"prompt\"")
+    if "prompt" in obj:
+        if not isinstance(obj["prompt"], str) or not obj["prompt"].strip():
+            raise TaoError(f"{where}: key 'prompt' must be a non-empty string")
+        messages = ({"role": "user", "content": obj["prompt"]},)
+    else:
+        raw = obj["messages"]
+        if not isinstance(raw, list) or not raw:
+            raise TaoError(f"{where}: key 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects")
+        for message in raw:
+            if (not isinstance(message, dict) or message.get("role") not in ROLES
+                    or not isinstance(message.get("content"), str)):
+                raise TaoError(f"{where}: key 'messages' holds an entry that is not "
+                               f"{{\"role\": system|user|assistant, \"content\": string}}")
+        if raw[-1]["role"] != "user":
+            raise TaoError(f"{where}: key 'messages' must end with a user message (the one to answer)")
+        if not any(m["content"].strip() for m in raw):
+            raise TaoError(f"{where}: key 'messages' has only empty content")
+        messages = tuple({"role": m["role"], "content": m["content"]} for m in raw)
+    constraints = obj.get("constraints", [])
+    if not isinstance(constraints, list):
+        raise TaoError(f"{where}: key 'constraints' must be a list")
+    for constraint in constraints:
+        problem = validate_constraint(constraint)
+        if problem:
+            raise TaoError(f"{where}: key 'constraints': {problem}")
+    metadata = obj.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise TaoError(f"{where}: key 'metadata' must be an object")
+    return PromptRecord(id=str(obj.get("id", index)), messages=messages, constraints=tuple(constraints),
+                        metadata=metadata)
+
+
+def load_prompts(path: str | Path, limit: int | None = None, key: str = "prompt file") -> list[PromptRecord]:
+    """Read and validate every line (blank lines are skipped). `key` names the recipe key in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaoError(f"{path}: {key} not found; check the path (relative paths start at the current directory)")
+    records: list[PromptRecord] = []
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            where = f"{path}: line {line_no}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TaoError(f"{where}: not UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TaoError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            records.append(_record(obj, where, len(records)))
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise TaoError(f"{path}: {key} has no prompts; add one JSON object per line")
+    return records

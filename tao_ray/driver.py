@@ -1,0 +1,208 @@
+"""The TAO loop, in plain sight: setup() -> run() -> cleanup().
+
+Each iteration: take a prompt batch -> generate diverse groups -> score them -> build one RolloutBatch -> learn ->
+sync weights to every generator -> evaluate on held-out prompts -> checkpoint -> log. Iteration 0 evaluates the base
+model before any training. Remote calls go to every actor first; `ray.get` then collects the whole list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Any
+
+import ray
+
+from tao_ray import checkpoints, launch, weight_sync
+from tao_ray.batch import Generation, RolloutBatch, build_rollout_batch
+from tao_ray.config import Recipe
+from tao_ray.data.order import PromptOrder
+from tao_ray.data.prompts import PromptRecord
+from tao_ray.inputs import RunInputs
+from tao_ray.tracking import Tracker, hardware
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Contiguous, near-equal shards (some empty when there are fewer items than parts)."""
+    size = math.ceil(len(items) / parts) if items else 0
+    return [items[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+class TaoDriver:
+    def __init__(self, recipe: Recipe, inputs: RunInputs):
+        self.recipe, self.inputs = recipe, inputs
+        self.run_dir = recipe.run_dir
+        self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
+        self.started_ray = False
+        self.best: tuple[int, float] = (0, float("-inf"))  # (iteration, held-out reward)
+
+    # ---- setup -------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        recipe, res = self.recipe, self.recipe.resources
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"recipe": recipe.source, "run_name": recipe.run.name, "model": self.inputs.model_dir,
+                   "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
+                   "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
+        self.tracker = Tracker(self.run_dir, summary, recipe.logging.wandb, recipe.logging.wandb_mode,
+                               recipe.logging.wandb_project, summary["config"])
+        started = time.perf_counter()
+        self.started_ray = launch.init_ray(recipe)
+        self.tracker.stage(f"ray up ({'local' if self.started_ray else 'cluster'}) in "
+                           f"{time.perf_counter() - started:.1f}s; starting {res.generators} generator(s), "
+                           f"{res.scorers} scorer(s), {res.learners} learner rank(s)")
+        started = time.perf_counter()
+        self.generators = launch.start_generators(recipe, self.inputs.model_dir)
+        self.scorers = launch.start_scorers(recipe)
+        self.learners = launch.start_learners(recipe, self.inputs.model_dir)
+        engine_s = ray.get([g.ready.remote() for g in self.generators])
+        self.sync = weight_sync.make_sync(res.device, self.learners[0], self.generators, res.tensor_parallel_size)
+        self.sync.init()
+        summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
+        summary["weight_sync"] = {"path": self.sync.name}
+        self.tracker.stage(f"actors ready in {summary['startup_s']['actors']:.1f}s "
+                           f"(vLLM engine {max(engine_s):.1f}s); weight sync: {self.sync.name}")
+
+    # ---- the loop ----------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.log_iteration(0, self.evaluate(), train_row={}, timing={})
+        for iteration in range(1, self.recipe.run.iterations + 1):
+            timing: dict[str, float] = {}
+            prompts = [self.inputs.train[i] for i in self.order.next_batch(self.recipe.generation.prompts_per_iteration)]
+
+            with self.timed(timing, "generate", iteration):
+                generations = self.generate(prompts)
+            with self.timed(timing, "score", iteration):
+                rewards, failed = self.score(prompts, generations)
+            batch = self.build_batch(generations, rewards)
+            with self.timed(timing, "train", iteration):
+                train_metrics = self.learn(batch)
+            with self.timed(timing, "sync", iteration):
+                receive_s = self.sync.update()
+            heldout = None
+            if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
+                with self.timed(timing, "eval", iteration):
+                    heldout = self.evaluate()
+            with self.timed(timing, "checkpoint", iteration):
+                self.checkpoint(iteration, heldout)
+
+            flat_rewards = [r for group in rewards for r in group if r is not None]
+            tokens = sum(g.tokens_generated for g in generations)
+            self.log_iteration(iteration, heldout, timing=timing, train_row={
+                "train_reward_mean": mean(flat_rewards), "samples_generated": len(flat_rewards) + failed,
+                "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
+                "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
+                "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
+                "prompt_order": self.order.state()})
+        return self.finish("completed")
+
+    # ---- stages ------------------------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[PromptRecord], greedy: bool = False) -> list[Generation]:
+        gen = self.recipe.generation
+        n, temperature = (1, 0.0) if greedy else (gen.samples_per_prompt, gen.temperature)
+        indexed = [(i, list(p.messages)) for i, p in enumerate(prompts)]
+        shards = split_evenly(indexed, len(self.generators))
+        calls = [g.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens)
+                 for g, shard in zip(self.generators, shards) if shard]
+        return [generation for part in ray.get(calls) for generation in part]
+
+    def score(self, prompts: list[PromptRecord], generations: list[Generation]
+              ) -> tuple[list[list[float | None]], int]:
+        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in generations]
+        shards = split_evenly(pairs, len(self.scorers))
+        calls = [s.score.remote([r for r, _ in shard], [t for _, t in shard])
+                 for s, shard in zip(self.scorers, shards) if shard]
+        results = ray.get(calls)
+        return [scores for part, _ in results for scores in part], sum(failed for _, failed in results)
+
+    def build_batch(self, generations: list[Generation], rewards: list[list[float | None]]) -> RolloutBatch:
+        training = self.recipe.training
+        return build_rollout_batch(generations, rewards, training.algorithm, training.normalize_std,
+                                   training.skip_flat_groups)
+
+    def learn(self, batch: RolloutBatch) -> dict[str, float]:
+        if not len(batch):
+            self.tracker.stage("no group carried signal this iteration (all samples scored alike): no update")
+            return {}
+        ranks = len(self.learners)
+        shards = [batch.shard(rank, ranks) for rank in range(ranks)]
+        micro_batches = math.ceil(max(len(s) for s in shards) / self.recipe.training.micro_batch_size)
+        results = ray.get([learner.train.remote(shard, micro_batches)
+                           for learner, shard in zip(self.learners, shards)])
+        return {key: mean([r[key] for r in results]) for key in results[0]}
+
+    def evaluate(self) -> float:
+        """Label-free held-out score: greedy answers to the held-out prompts, rated by the run's scorer."""
+        heldout = self.inputs.heldout
+        generations = self.generate(heldout, greedy=True)
+        rewards, _ = self.score(heldout, generations)
+        return mean([group[0] for group in rewards if group[0] is not None]) or 0.0
+
+    def checkpoint(self, iteration: int, heldout: float | None) -> None:
+        """Save this iteration's policy (atomically), note whether it is the best so far, prune old ones."""
+        if heldout is not None and heldout > self.best[1]:
+            self.best = (iteration, heldout)
+        staging = checkpoints.staging_dir(self.run_dir, iteration)
+        ray.get(self.learners[0].save_model.remote(str(staging)))
+        checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir)
+        checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, self.best[0])
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def timed(self, timing: dict[str, float], stage: str, iteration: int):
+        started = time.perf_counter()
+        yield
+        timing[stage] = time.perf_counter() - started
+        self.tracker.stage(f"iter {iteration}/{self.recipe.run.iterations} {stage:<10} {timing[stage]:6.1f}s")
+
+    def log_iteration(self, iteration: int, heldout: float | None, timing: dict[str, float],
+                      train_row: dict[str, Any]) -> None:
+        if iteration == 0:
+            self.best = (0, heldout if heldout is not None else float("-inf"))
+        row = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
+               "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
+                                                             "checkpoint")},
+               "tokens_generated": 0, "weight_sync_s": 0.0, **train_row}
+        summary = self.tracker.summary
+        summary["best_iteration"], summary["best_heldout_reward"] = self.best
+        summary["checkpoint_dir"] = (self.inputs.model_dir if self.best[0] == 0
+                                     else str(checkpoints.checkpoint_dir(self.run_dir, self.best[0])))
+        self.tracker.log_iteration(row)
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        summary = self.tracker.summary
+        summary["stopped"] = reason
+        self.tracker.flush()
+        base = summary["iterations"][0]["heldout_reward_mean"]
+        self.tracker.stage(f"done ({reason}): held-out reward {base:.3f} at iteration 0 -> "
+                           f"{summary['best_heldout_reward']:.3f} at best iteration {summary['best_iteration']}; "
+                           f"summary: {self.run_dir / 'summary.json'}")
+        return summary
+
+    def cleanup(self) -> None:
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None:
+            tracker.finish()
+        for actor in getattr(self, "generators", []) + getattr(self, "scorers", []) + getattr(self, "learners", []):
+            ray.kill(actor)
+        if self.started_ray:
+            ray.shutdown()
+
+
+def run(recipe: Recipe, inputs: RunInputs) -> dict[str, Any]:
+    driver = TaoDriver(recipe, inputs)
+    try:
+        driver.setup()
+        return driver.run()
+    finally:
+        driver.cleanup()
+

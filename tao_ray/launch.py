@@ -1,0 +1,66 @@
+"""Ray plumbing: join or start Ray, and start each role's actors with the resources the recipe gives them.
+
+Resources are applied here with `ray.remote(num_cpus=..., num_gpus=...)(Cls)`, not in decorators, so tests and
+recipes build the same classes for CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ray
+
+from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.learner import LearnerActor
+from tao_ray.actors.scorer import ScorerActor
+from tao_ray.config import Recipe
+
+
+def local_cpu_demand(recipe: Recipe) -> float:
+    res = recipe.resources
+    return (res.generators * res.generator_cpus + res.scorers * res.scorer_cpus
+            + res.learners * res.learner_cpus)
+
+
+def init_ray(recipe: Recipe) -> bool:
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray sized to the recipe.
+    Returns True when this call started Ray (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    # Actors import tao_ray from the installed package; no working-dir upload is needed for a local run.
+    env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "VLLM_CONFIGURE_LOGGING": "1"}}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=True)
+        return False
+    # Logical CPUs in a local Ray are bookkeeping, not cores: size it to what the recipe asks, at least the machine.
+    num_cpus = max(float(os.cpu_count() or 1), local_cpu_demand(recipe))
+    ray.init(num_cpus=int(num_cpus + 0.999), include_dashboard=False, runtime_env=env, log_to_driver=True,
+             configure_logging=True, logging_level="warning")
+    return True
+
+
+def start_generators(recipe: Recipe, model_dir: str) -> list:
+    res, gen = recipe.resources, recipe.generation
+    cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus)(GeneratorActor)
+    eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
+    return [cls.remote(model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb,
+                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager)
+            for i in range(res.generators)]
+
+
+def start_scorers(recipe: Recipe) -> list:
+    cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1)(ScorerActor)
+    return [cls.remote(recipe.scoring.reward) for _ in range(recipe.resources.scorers)]
+
+
+def start_learners(recipe: Recipe, model_dir: str) -> list:
+    res = recipe.resources
+    cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
+    training = dataclasses.asdict(recipe.training)
+    learners = [cls.remote(model_dir, recipe.model.dtype, training, res.device, rank, res.learners,
+                           max(1, int(res.learner_cpus)))
+                for rank in range(res.learners)]
+    master_address, master_port = ray.get(learners[0].rendezvous_address.remote())
+    ray.get([learner.setup.remote(master_address, master_port) for learner in learners])
+    return learners

@@ -1,0 +1,164 @@
+"""Weight sync from learner rank 0 to every generator engine, as one explicit protocol:
+
+    metadata -> init -> update -> finish
+
+- metadata: the (name, dtype, shape) of every tensor, so a receiver can check the sender's model matches its own.
+- init:     set up the channel once (CPU: nothing; CUDA: an NCCL group of learner rank 0 + all generator workers).
+- update:   move the tensors (CPU: one safetensors payload through Ray's object store, reloaded in place;
+            CUDA: one NCCL broadcast per tensor, straight into the engine's reload).
+- finish:   drop state derived from the old weights (the engines' prefix caches).
+
+Both paths end in vLLM's in-place `reload_weights`, which also handles CPU weight prepacking (plain
+`model.load_weights` does not). `WorkerExtension` runs inside vLLM's worker processes, so this module imports
+neither Ray nor DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+WORKER_EXTENSION = "tao_ray.weight_sync.WorkerExtension"
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def metadata(state_dict: dict[str, torch.Tensor]) -> list[TensorMeta]:
+    return [TensorMeta(name, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for name, t in state_dict.items()]
+
+
+# ---- CPU path: learner packs, generator writes to shared memory, worker reloads in place -------------------------
+
+def pack(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """Sender update step (CPU): one contiguous safetensors buffer, which Ray ships without per-tensor pickling."""
+    from safetensors.torch import save
+
+    return save({name: t.detach().contiguous().cpu() for name, t in state_dict.items()})
+
+
+def stage_payload(payload: bytes) -> str:
+    """Receiver side (CPU): put the payload in a file the engine's worker process can open; /dev/shm keeps it in RAM."""
+    directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(prefix="tao-ray-weights-", suffix=".safetensors", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(payload)
+    return path
+
+
+# ---- CUDA path: NCCL broadcast from learner rank 0 (GPU only) -----------------------------------------------------
+
+def sender_broadcast_group(master_address: str, master_port: int, world_size: int, device: torch.device):
+    """Sender init step (CUDA): learner rank 0 joins as rank 0 of a group that spans the generator workers."""
+    from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
+    from vllm.distributed.utils import StatelessProcessGroup
+
+    group = StatelessProcessGroup.create(host=master_address, port=master_port, rank=0, world_size=world_size)
+    return PyNcclCommunicator(group, device=device)
+
+
+def broadcast(communicator, state_dict: dict[str, torch.Tensor]) -> None:
+    """Sender update step (CUDA): tensors go out in metadata order, which the receivers follow."""
+    for tensor in state_dict.values():
+        communicator.broadcast(tensor.contiguous(), src=0, stream=torch.cuda.current_stream())
+    torch.cuda.synchronize()
+
+
+class WorkerExtension:
+    """Mixed into vLLM's worker (`worker_extension_cls`); called through `LLM.collective_rpc`."""
+
+    def tao_reload_from_file(self, path: str) -> int:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            names = list(f.keys())
+            self.model_runner.reload_weights(weights_iterator=((name, f.get_tensor(name)) for name in names))
+        return len(names)
+
+    def tao_init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int,
+                                 world_size: int) -> None:
+        from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
+        from vllm.distributed.parallel_state import get_world_group
+        from vllm.distributed.utils import StatelessProcessGroup
+
+        rank = get_world_group().rank + rank_offset
+        group = StatelessProcessGroup.create(host=master_address, port=master_port, rank=rank, world_size=world_size)
+        self._tao_communicator = PyNcclCommunicator(group, device=self.device)
+
+    def tao_receive_broadcast(self, metas: list[tuple[str, str, tuple[int, ...]]]) -> int:
+        def received() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, dtype, shape in metas:
+                tensor = torch.empty(tuple(shape), dtype=getattr(torch, dtype), device=self.device)
+                self._tao_communicator.broadcast(tensor, src=0, stream=torch.cuda.current_stream())
+                yield name, tensor
+
+        self.model_runner.reload_weights(weights_iterator=received())
+        return len(metas)
+
+    def tao_parameter_names(self) -> list[str]:
+        return [name for name, _ in self.model_runner.model.named_parameters()]
+
+
+# ---- driver side: one object per run that walks the protocol across the actors ---------------------------------
+
+class CpuInPlaceSync:
+    """Learner rank 0 -> every generator: one payload in Ray's object store, read by all generators."""
+
+    name = "cpu-inplace-reload"
+
+    def __init__(self, learner, generators: list):
+        self.learner, self.generators = learner, generators
+
+    def init(self) -> None:
+        import ray
+
+        names = ray.get(self.learner.weight_names.remote())
+        ray.get([g.check_metadata.remote(names) for g in self.generators])
+
+    def update(self) -> float:
+        """Returns the slowest generator's receive seconds (the wall time of the whole sync is measured by caller)."""
+        import ray
+
+        payload_ref = self.learner.pack_weights.remote()
+        return max(ray.get([g.receive_weights.remote(payload_ref) for g in self.generators]))
+
+
+class NcclBroadcastSync:
+    """Learner rank 0 broadcasts each tensor to every generator worker over NCCL (GPU only)."""
+
+    name = "nccl-broadcast"
+
+    def __init__(self, learner, generators: list, tensor_parallel_size: int):
+        self.learner, self.generators, self.tp = learner, generators, tensor_parallel_size
+        self.metas: list = []
+
+    def init(self) -> None:
+        import ray
+
+        self.metas = ray.get(self.learner.broadcast_metadata.remote())
+        address, port = ray.get(self.learner.rendezvous_address.remote())
+        world_size = 1 + len(self.generators) * self.tp
+        ray.get([self.learner.init_broadcast_group.remote(address, port, world_size)]
+                + [g.init_broadcast_group.remote(address, port, 1 + i * self.tp, world_size)
+                   for i, g in enumerate(self.generators)])
+
+    def update(self) -> float:
+        import ray
+
+        results = ray.get([self.learner.broadcast_weights.remote()]
+                          + [g.receive_broadcast.remote(self.metas) for g in self.generators])
+        return max(results[1:])
+
+
+def make_sync(device: str, learner, generators: list, tensor_parallel_size: int = 1):
+    if device == "cpu":
+        return CpuInPlaceSync(learner, generators)
+    return NcclBroadcastSync(learner, generators, tensor_parallel_size)
