@@ -351,8 +351,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     if recipe.training.algorithm == "grpo" and recipe.generation.samples_per_prompt < 2:
         fail("generation.samples_per_prompt", "must be at least 2 for grpo: advantages compare samples of a group")
     res = recipe.resources
-    if res.device == "cpu" and (res.generator_gpus or res.learner_gpus):
-        fail("resources.device", "is cpu but GPUs are requested; set resources.device=cuda or the *_gpus keys to 0")
+    for key in ("resources.generator_gpus", "resources.learner_gpus"):
+        if res.device == "cpu" and get(recipe, key):
+            fail(key, "asks for GPUs but resources.device is cpu; set resources.device=cuda or this key to 0")
     if res.device == "cuda":
         if res.learner_gpus <= 0:
             fail("resources.learner_gpus", "must be positive on cuda (each learner rank needs a GPU)")

@@ -103,6 +103,10 @@ class WorkerExtension:
         self.model_runner.reload_weights(weights_iterator=received())
         return len(metas)
 
+    def tao_parameter_sum(self, name: str) -> float:
+        """Sum of one parameter as the engine holds it (use an unpacked one, e.g. the embedding), for checks."""
+        return float(dict(self.model_runner.model.named_parameters())[name].double().sum())
+
     def tao_parameter_names(self) -> list[str]:
         return [name for name, _ in self.model_runner.model.named_parameters()]
 

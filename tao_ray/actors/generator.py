@@ -62,6 +62,9 @@ class GeneratorActor:
         if own_layers != sent_layers:
             raise ValueError(f"weight sync: sender has {len(sent_layers)} layers, engine has {len(own_layers)}")
 
+    def parameter_sum(self, name: str) -> float:
+        return self.llm.collective_rpc("tao_parameter_sum", args=(name,))[0]
+
     def receive_weights(self, payload: bytes) -> float:
         """update + finish steps on CPU: stage the safetensors payload in shared memory, reload in place."""
         started = time.perf_counter()

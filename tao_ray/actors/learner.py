@@ -178,6 +178,19 @@ class LearnerActor:
             tensors[name] = tensor.detach()
         return tensors
 
+    def weights_digest(self) -> str:
+        """sha256 of every parameter's bytes: equal digests mean bit-identical models."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in self.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.float().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def parameter_sum(self, name: str) -> float:
+        return float(self.state_dict()[name].double().sum())
+
     def weight_names(self) -> list[str]:
         return list(self.engine.module.state_dict())
 

@@ -75,7 +75,8 @@ def clipped_policy_gradient(
     kl_BT = kl_k3(logprobs_BT, ref_logprobs_BT)
     loss = aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation, denominator)
     with torch.no_grad():
-        clipped_fraction = masked_mean((unclipped_BT != clipped_BT).float(), mask_BT)
+        # Fraction of tokens where the clipped term is the one the min selects (its gradient is cut off).
+        clipped_fraction = masked_mean((clipped_BT < unclipped_BT).float(), mask_BT)
         metrics = {
             "loss": float(aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation)),
             "pg_loss": float(aggregate(pg_loss_BT, mask_BT, aggregation)),

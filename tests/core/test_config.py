@@ -1,0 +1,72 @@
+import pytest
+
+from tao_ray.config import load_recipe
+from tao_ray.errors import TaoError
+
+BASE = """\
+data:
+  train_prompts: t.jsonl
+  heldout_prompts: h.jsonl
+training:
+  lr: 1.0e-5
+"""
+
+
+def recipe_file(tmp_path, text=BASE, name="my-run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error(path, overrides=()):
+    with pytest.raises(TaoError) as info:
+        load_recipe(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_overrides_and_run_name(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path), ["training.lr=5e-6", "run.iterations=2", "resources.generators=2"])
+    assert recipe.training.lr == 5e-6  # YAML 1.1 reads 5e-6 as a string; the loader coerces it for a float key
+    assert recipe.run.iterations == 2 and recipe.resources.generators == 2
+    assert recipe.run.name == "my-run" and str(recipe.run_dir) == "runs/my-run"
+
+
+def test_unknown_key_names_file_line_and_suggestion(tmp_path):
+    path = recipe_file(tmp_path, BASE + "  lrr: 3\n")
+    message = error(path)
+    assert f"{path}: line 6" in message and "'training.lrr'" in message and "did you mean 'training.lr'" in message
+
+
+def test_unknown_section_from_command_line(tmp_path):
+    message = error(recipe_file(tmp_path), ["no_such.key=1"])
+    assert "command line" in message and "'no_such'" in message
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("run.iterations=two", "key 'run.iterations' must be a int"),
+    ("resources.generators=-1", "key 'resources.generators' is -1; it must be at least 1"),
+    ("training.lr=-1", "key 'training.lr' is -1.0; it must not be negative"),
+    ("training.algorithm=ppo", "use one of: grpo"),
+    ("generation.samples_per_prompt=1", "must be at least 2 for grpo"),
+    ("resources.learner_gpus=1", "key 'resources.learner_gpus' asks for GPUs but resources.device is cpu"),
+    ("generation.top_p=0", "must be in (0, 1]"),
+    ("logging.wandb=maybe", "must be a bool"),
+    ("training.lr", "must look like section.key=value"),
+])
+def test_bad_values_are_one_line_with_fix(tmp_path, override, expected):
+    message = error(recipe_file(tmp_path), [override])
+    assert expected in message and "command line" in message
+
+
+def test_missing_required_and_bad_yaml(tmp_path):
+    assert "key 'data.train_prompts' is required" in error(recipe_file(tmp_path, "run:\n  iterations: 1\n"))
+    assert "line 2: invalid YAML" in error(recipe_file(tmp_path, "data:\n  a: b: c\n"))
+    assert "recipe file not found" in error(tmp_path / "nope.yaml")
+
+
+def test_recipe_is_frozen(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path))
+    with pytest.raises(AttributeError):
+        recipe.training.lr = 1.0  # type: ignore[misc]

@@ -1,0 +1,60 @@
+"""User mistakes end in one line on stderr and exit status 2, before Ray or any actor starts."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def tao_ray(*args, env_extra=None):
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "tao_ray", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_override_key():
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "no_such.key=1"), "no_such")
+
+
+def test_malformed_prompt_line_names_file_and_line(tmp_path):
+    prompts = tmp_path / "train.jsonl"
+    prompts.write_text('{"prompt": "one"}\n{"prompt": "two"}\n{"prompt": "three"\n')
+    result = tao_ray("run", "recipes/demo-cpu.yaml", f"data.train_prompts={prompts}")
+    assert_one_line_error(result, str(prompts), "line 3", "malformed JSON")
+
+
+@pytest.mark.parametrize("content, fragment", [(b"", "has no prompts"), (b'{"prompt": "\xff"}\n', "not UTF-8")])
+def test_empty_or_binary_prompt_file(tmp_path, content, fragment):
+    prompts = tmp_path / "heldout.jsonl"
+    prompts.write_bytes(content)
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", f"data.heldout_prompts={prompts}"), fragment)
+
+
+def test_missing_prompt_file_and_model_dir(tmp_path):
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "data.train_prompts=nope.jsonl"),
+                          "nope.jsonl", "not found")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", f"model.path={tmp_path}/no-model"),
+                          "model.path", "does not exist")
+
+
+def test_hub_id_without_hub_is_a_clear_error():
+    result = tao_ray("run", "recipes/demo-cpu.yaml", "model.path=some-org/some-model-that-is-not-cached",
+                     env_extra={"HF_HUB_OFFLINE": "1"})
+    assert_one_line_error(result, "model.path", "hub is unreachable")
+
+
+def test_check_accepts_the_demo_recipe():
+    result = tao_ray("run", "recipes/demo-cpu.yaml", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "240 train / 60 held-out prompts" in result.stdout
