@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tao-ray-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -31,11 +31,15 @@ demo: install
 	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml
 
 test: install
+	$(VENV)/bin/ruff check tao_ray tests benchmarks tools
 	$(VENV)/bin/tao-ray demo-model
 	$(PY) -m pytest tests
 
 test-fast: install
 	$(PY) -m pytest tests/core tests/recipes -q
+
+lint: install
+	$(VENV)/bin/ruff check tao_ray tests benchmarks tools
 
 clean:
 	rm -rf runs .pytest_cache

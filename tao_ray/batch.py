@@ -49,7 +49,7 @@ class RolloutBatch:
     def __len__(self) -> int:
         return len(self.rewards)
 
-    def shard(self, rank: int, world_size: int) -> "RolloutBatch":
+    def shard(self, rank: int, world_size: int) -> RolloutBatch:
         """Rank `rank`'s strided share, so every rank gets a mix of groups and lengths."""
         pick = slice(rank, None, world_size)
         return RolloutBatch(self.prompt_token_ids[pick], self.response_token_ids[pick], self.rewards[pick],

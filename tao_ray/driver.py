@@ -75,7 +75,8 @@ class TaoDriver:
         self.log_iteration(0, self.evaluate(), train_row={}, timing={})
         for iteration in range(1, self.recipe.run.iterations + 1):
             timing: dict[str, float] = {}
-            prompts = [self.inputs.train[i] for i in self.order.next_batch(self.recipe.generation.prompts_per_iteration)]
+            batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
+            prompts = [self.inputs.train[i] for i in batch_indices]
 
             with self.timed(timing, "generate", iteration):
                 generations = self.generate(prompts)

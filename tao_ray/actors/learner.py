@@ -1,7 +1,7 @@
 """LearnerActor: one DeepSpeed data-parallel rank that updates the policy from a RolloutBatch.
 
 In: this rank's shard of the batch. Out: loss metrics; on rank 0 also the new weights (CPU: a safetensors payload;
-CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-batch, T = padded sequence length.
+CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-batch, R = longest response.
 """
 
 from __future__ import annotations
@@ -11,24 +11,6 @@ import os
 import time
 
 from tao_ray.batch import RolloutBatch
-
-
-def _padded(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
-    """Right-padded input_ids_BT, attention_mask_BT and response_mask_BT (1 where the *target* token is a response
-    token, aligned with the shifted targets input_ids_BT[:, 1:])."""
-    import torch
-
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
-    width = max(lengths)
-    input_ids_BT = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask_BT = torch.zeros((len(prompts), width), dtype=torch.long)
-    response_mask_BT = torch.zeros((len(prompts), width - 1), dtype=torch.float32)
-    for row, (prompt, response) in enumerate(zip(prompts, responses)):
-        sequence = prompt + response
-        input_ids_BT[row, :len(sequence)] = torch.tensor(sequence)
-        attention_mask_BT[row, :len(sequence)] = 1
-        response_mask_BT[row, len(prompt) - 1:len(sequence) - 1] = 1.0
-    return input_ids_BT, attention_mask_BT, response_mask_BT
 
 
 class LearnerActor:
@@ -89,34 +71,30 @@ class LearnerActor:
         self.sync_channel = None
         return rank
 
-    def _logprobs(self, model, input_ids_BT, attention_mask_BT):
-        from tao_ray.core.losses import token_logprobs
-
-        logits_BTV = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT).logits
-        return token_logprobs(logits_BTV[:, :-1], input_ids_BT[:, 1:])
-
     def _prepare(self, shard: RolloutBatch, chunk: list[int], with_old_logprobs: bool):
-        """Tensors for one micro-batch, plus the reference (and, for several epochs, the old) log-probs."""
+        """One micro-batch, packed, plus the reference (and, for several epochs, the old) log-probs.
+        An empty chunk (this rank has fewer samples than micro-batches) reruns sample 0 with a zero mask."""
         import torch
+
+        from tao_ray.core.sequences import pack, response_logprobs
 
         weight = 1.0 if chunk else 0.0
         chunk = chunk or [0]
-        input_ids_BT, attention_BT, mask_BT = _padded([shard.prompt_token_ids[j] for j in chunk],
-                                                      [shard.response_token_ids[j] for j in chunk], self.pad_id)
-        input_ids_BT, attention_BT = input_ids_BT.to(self.torch_device), attention_BT.to(self.torch_device)
-        mask_BT = mask_BT.to(self.torch_device) * weight
+        packed = pack([shard.prompt_token_ids[j] for j in chunk], [shard.response_token_ids[j] for j in chunk],
+                      self.pad_id).to(self.torch_device)
+        packed.response_mask_BR *= weight
         advantages_B = torch.tensor([shard.advantages[j] for j in chunk], device=self.torch_device)
         with torch.no_grad():
-            ref_BT = self._logprobs(self.reference, input_ids_BT, attention_BT)
-            old_BT = self._logprobs(self.engine.module, input_ids_BT, attention_BT) if with_old_logprobs else None
-        return input_ids_BT, attention_BT, mask_BT, advantages_B, ref_BT, old_BT
+            ref_BR = response_logprobs(self.reference, packed)
+            old_BR = response_logprobs(self.engine.module, packed) if with_old_logprobs else None
+        return packed, advantages_B, ref_BR, old_BR
 
     def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
         """One optimizer step over this rank's shard. Every rank runs the same number of micro-batches (ZeRO's
         gradient reduction is collective); an empty slot reruns the first sample with zero weight."""
-        import torch
 
         from tao_ray.core.losses import clipped_policy_gradient
+        from tao_ray.core.sequences import response_logprobs
 
         started = time.perf_counter()
         cfg = self.training
@@ -129,13 +107,13 @@ class LearnerActor:
         self.engine.train()
         sums: dict[str, float] = {}
         for _ in range(cfg["epochs"]):
-            for i, (input_ids_BT, attention_BT, mask_BT, advantages_B, ref_BT, old_BT) in enumerate(prepared):
-                logprobs_BT = self._logprobs(self.engine, input_ids_BT, attention_BT)
+            for i, (packed, advantages_B, ref_BR, old_BR) in enumerate(prepared):
+                logprobs_BR = response_logprobs(self.engine, packed)
                 # With one epoch the sampling policy is the current one, so old = current and the ratio is 1.
-                old_BT = logprobs_BT.detach() if old_BT is None else old_BT
-                loss, metrics = clipped_policy_gradient(logprobs_BT, old_BT, ref_BT, advantages_B, mask_BT,
-                                                        cfg["clip_eps"], cfg["kl_coef"], cfg["loss_aggregation"],
-                                                        denominator)
+                old_BR = logprobs_BR.detach() if old_BR is None else old_BR
+                loss, metrics = clipped_policy_gradient(logprobs_BR, old_BR, ref_BR, advantages_B,
+                                                        packed.response_mask_BR, cfg["clip_eps"], cfg["kl_coef"],
+                                                        cfg["loss_aggregation"], denominator)
                 self.engine.set_gradient_accumulation_boundary(i == len(prepared) - 1)
                 self.engine.backward(loss)
                 self.engine.step()
@@ -153,16 +131,15 @@ class LearnerActor:
         import torch
 
         from tao_ray.core.losses import aggregate, kl_k3
+        from tao_ray.core.sequences import pack, response_logprobs
 
-        input_ids_BT, attention_BT, mask_BT = _padded(shard.prompt_token_ids, shard.response_token_ids, self.pad_id)
-        input_ids_BT, attention_BT = input_ids_BT.to(self.torch_device), attention_BT.to(self.torch_device)
-        mask_BT = mask_BT.to(self.torch_device)
+        packed = pack(shard.prompt_token_ids, shard.response_token_ids, self.pad_id).to(self.torch_device)
         with torch.no_grad():
-            ref_BT = self._logprobs(self.reference, input_ids_BT, attention_BT)
-            logprobs_BT = self._logprobs(self.engine.module, input_ids_BT, attention_BT)
-            advantages_BT = torch.tensor(shard.advantages, device=self.torch_device).unsqueeze(1)
-            per_token_BT = -advantages_BT * logprobs_BT + self.training["kl_coef"] * kl_k3(logprobs_BT, ref_BT)
-            return float(aggregate(per_token_BT, mask_BT, self.training["loss_aggregation"]))
+            ref_BR = response_logprobs(self.reference, packed)
+            logprobs_BR = response_logprobs(self.engine.module, packed)
+            advantages_B1 = torch.tensor(shard.advantages, device=self.torch_device).unsqueeze(1)
+            per_token_BR = -advantages_B1 * logprobs_BR + self.training["kl_coef"] * kl_k3(logprobs_BR, ref_BR)
+            return float(aggregate(per_token_BR, packed.response_mask_BR, self.training["loss_aggregation"]))
 
     # ---- weights out: sync and checkpoints (rank 0) ----
 
@@ -190,6 +167,13 @@ class LearnerActor:
 
     def parameter_sum(self, name: str) -> float:
         return float(self.state_dict()[name].double().sum())
+
+    def scale_parameter(self, name: str, factor: float) -> None:
+        """Multiply one parameter in place: a known, visible weight change for sync checks."""
+        import torch
+
+        with torch.no_grad():
+            self.state_dict()[name].mul_(factor)
 
     def weight_names(self) -> list[str]:
         return list(self.engine.module.state_dict())

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _WORD_RE = re.compile(r"\b[\w'-]+\b")
 _BULLET_RE = re.compile(r"^\s*[-*•]\s+\S", re.MULTILINE)
