@@ -1,43 +1,85 @@
-"""Iteration checkpoints: written to a temporary directory, then renamed into place, so a checkpoint directory
-either is complete or does not exist. Keeps the newest K plus the best one.
+"""Iteration checkpoints, atomic and resumable.
+
+Layout of one checkpoint, `runs/<name>/checkpoints/iter-NNNN/`:
+    model/        the policy as an HF directory (weights, config, tokenizer): for export, eval and serving
+    learner/      DeepSpeed state of every rank (weights + optimizer): for an exact resume
+    driver.json   the loop's own state: iteration, prompt order, best iteration so far
+
+Everything is written under `.tmp-iter-NNNN/` and renamed into place last, so a directory named `iter-NNNN` is
+complete by construction: a run killed mid-write leaves only a `.tmp-` directory, which is ignored and replaced.
+Retention: the newest K checkpoints keep everything; the best one keeps its `model/`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
+
+from tao_ray.errors import TaoError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                     "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model")
+DRIVER_STATE = "driver.json"
+
+
+def root(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
 
 
 def checkpoint_dir(run_dir: Path, iteration: int) -> Path:
-    return run_dir / "checkpoints" / f"iter-{iteration:04d}"
+    return root(run_dir) / f"iter-{iteration:04d}"
+
+
+def model_dir(run_dir: Path, iteration: int) -> Path:
+    return checkpoint_dir(run_dir, iteration) / "model"
 
 
 def staging_dir(run_dir: Path, iteration: int) -> Path:
-    path = run_dir / "checkpoints" / f".tmp-iter-{iteration:04d}"
+    path = root(run_dir) / f".tmp-iter-{iteration:04d}"
     shutil.rmtree(path, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True)
     return path
 
 
-def commit(staging: Path, final: Path, base_model_dir: str) -> Path:
-    """Add the tokenizer files (learners save weights and config only), then rename into place."""
+def commit(staging: Path, final: Path, base_model_dir: str, driver_state: dict[str, Any]) -> Path:
+    """Complete a staged checkpoint (tokenizer files, driver state) and rename it into place."""
     for name in _TOKENIZER_FILES:
         source = Path(base_model_dir) / name
         if source.is_file():
-            shutil.copy2(source, staging / name)
+            shutil.copy2(source, staging / "model" / name)
+    (staging / DRIVER_STATE).write_text(json.dumps(driver_state, indent=2))
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
     return final
 
 
-def prune(run_dir: Path, keep_last: int, best_iteration: int | None) -> None:
-    root = run_dir / "checkpoints"
-    kept = sorted(p for p in root.glob("iter-*") if p.is_dir())
-    best = checkpoint_dir(run_dir, best_iteration) if best_iteration is not None else None
-    for path in kept[:-keep_last] if keep_last else kept:
-        if path != best:
+def complete(run_dir: Path) -> list[Path]:
+    """Checkpoints that can be resumed from, oldest first."""
+    return sorted(p for p in root(run_dir).glob("iter-*") if (p / DRIVER_STATE).is_file() and (p / "learner").is_dir())
+
+
+def latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    found = complete(run_dir)
+    if not found:
+        return None
+    return found[-1], json.loads((found[-1] / DRIVER_STATE).read_text())
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to start over a run that has checkpoints unless asked to resume it: nothing computed is lost."""
+    if not resume and complete(run_dir):
+        raise TaoError(f"{run_dir} already holds checkpoints of an earlier run; pass --resume to continue it, "
+                       "or set run.name=<new name> to start a new run")
+
+
+def prune(run_dir: Path, keep_last: int, best_iteration: int) -> None:
+    every = sorted(p for p in root(run_dir).glob("iter-*") if p.is_dir())
+    best = checkpoint_dir(run_dir, best_iteration)
+    for path in every[:-keep_last]:
+        if path == best:
+            shutil.rmtree(path / "learner", ignore_errors=True)  # the best is kept for its model only
+        else:
             shutil.rmtree(path, ignore_errors=True)

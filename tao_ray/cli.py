@@ -10,18 +10,20 @@ from tao_ray.errors import TaoError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tao_ray.checkpoints import check_run_dir
     from tao_ray.config import load_recipe
     from tao_ray.inputs import prepare_inputs
 
     recipe = load_recipe(args.recipe, args.overrides)
     inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
+    check_run_dir(recipe.run_dir, args.resume)
     if args.check:
         print(f"ok: {recipe.source} ({len(inputs.train)} train / {len(inputs.heldout)} held-out prompts, "
               f"model {inputs.model_dir})")
         return 0
     from tao_ray import driver
 
-    driver.run(recipe, inputs)
+    driver.run(recipe, inputs, resume=args.resume)
     return 0
 
 
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="YAML recipe, e.g. recipes/demo-cpu.yaml")
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.lr=5e-6 run.iterations=2")
     run.add_argument("--check", action="store_true", help="validate the recipe and its files, then exit")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run from its newest complete checkpoint (same recipe and overrides)")
     run.set_defaults(func=_cmd_run)
     show = sub.add_parser("show", help="print a recipe with every default filled in")
     show.add_argument("recipe")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from typing import Any
@@ -35,8 +36,8 @@ def mean(values: list[float]) -> float | None:
 
 
 class TaoDriver:
-    def __init__(self, recipe: Recipe, inputs: RunInputs):
-        self.recipe, self.inputs = recipe, inputs
+    def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False):
+        self.recipe, self.inputs, self.resume = recipe, inputs, resume
         self.run_dir = recipe.run_dir
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
@@ -47,6 +48,9 @@ class TaoDriver:
     def setup(self) -> None:
         recipe, res = self.recipe, self.recipe.resources
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        previous = self.run_dir / "summary.json"
+        resumable = self.resume and previous.is_file()
+        self.previous_rows = json.loads(previous.read_text())["iterations"] if resumable else []
         summary = {"recipe": recipe.source, "run_name": recipe.run.name, "model": self.inputs.model_dir,
                    "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
@@ -72,8 +76,10 @@ class TaoDriver:
     # ---- the loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.log_iteration(0, self.evaluate(), train_row={}, timing={})
-        for iteration in range(1, self.recipe.run.iterations + 1):
+        done = self.restore() if self.resume else 0
+        if done == 0:
+            self.log_iteration(0, self.evaluate(), train_row={}, timing={})
+        for iteration in range(done + 1, self.recipe.run.iterations + 1):
             timing: dict[str, float] = {}
             batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
             prompts = [self.inputs.train[i] for i in batch_indices]
@@ -101,7 +107,7 @@ class TaoDriver:
                 "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
                 "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
                 "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-                "prompt_order": self.order.state()})
+                "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state()})
         return self.finish("completed")
 
     # ---- stages ------------------------------------------------------------------------------------------------
@@ -148,13 +154,33 @@ class TaoDriver:
         return mean([group[0] for group in rewards if group[0] is not None]) or 0.0
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
-        """Save this iteration's policy (atomically), note whether it is the best so far, prune old ones."""
+        """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
         if heldout is not None and heldout > self.best[1]:
             self.best = (iteration, heldout)
         staging = checkpoints.staging_dir(self.run_dir, iteration)
-        ray.get(self.learners[0].save_model.remote(str(staging)))
-        checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir)
+        ray.get([self.learners[0].save_model.remote(str(staging / "model"))]
+                + [learner.save_state.remote(str(staging / "learner")) for learner in self.learners])
+        state = {"iteration": iteration, "prompt_order": self.order.state(), "best": list(self.best)}
+        checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
         checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, self.best[0])
+
+    def restore(self) -> int:
+        """Continue from the newest complete checkpoint: learner state, generator weights, prompt order and the
+        summary rows up to it. Returns the iteration to continue after (0 when there is nothing to resume)."""
+        found = checkpoints.latest(self.run_dir)
+        if found is None:
+            self.tracker.stage("nothing to resume: no complete checkpoint yet; starting from iteration 0")
+            return 0
+        path, state = found
+        ray.get([learner.load_state.remote(str(path / "learner")) for learner in self.learners])
+        self.sync.update()
+        self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
+        self.best = (state["best"][0], state["best"][1])
+        summary = self.tracker.summary
+        summary["iterations"] = [row for row in self.previous_rows if row["iteration"] <= state["iteration"]]
+        summary.setdefault("resumed_from", []).append(state["iteration"])
+        self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
+        return state["iteration"]
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -176,7 +202,7 @@ class TaoDriver:
         summary = self.tracker.summary
         summary["best_iteration"], summary["best_heldout_reward"] = self.best
         summary["checkpoint_dir"] = (self.inputs.model_dir if self.best[0] == 0
-                                     else str(checkpoints.checkpoint_dir(self.run_dir, self.best[0])))
+                                     else str(checkpoints.model_dir(self.run_dir, self.best[0])))
         self.tracker.log_iteration(row)
 
     def finish(self, reason: str) -> dict[str, Any]:
@@ -199,8 +225,9 @@ class TaoDriver:
             ray.shutdown()
 
 
-def run(recipe: Recipe, inputs: RunInputs) -> dict[str, Any]:
-    driver = TaoDriver(recipe, inputs)
+def run(recipe: Recipe, inputs: RunInputs, resume: bool = False) -> dict[str, Any]:
+    checkpoints.check_run_dir(recipe.run_dir, resume)
+    driver = TaoDriver(recipe, inputs, resume)
     try:
         driver.setup()
         return driver.run()

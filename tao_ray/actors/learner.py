@@ -205,3 +205,14 @@ class LearnerActor:
     def save_model(self, directory: str) -> None:
         """Write the policy as an HF directory (rank 0 only; the caller renames it into place atomically)."""
         self.engine.module.save_pretrained(directory, safe_serialization=True)
+
+    def save_state(self, directory: str) -> None:
+        """DeepSpeed state for resume: weights and this rank's optimizer partition. Every rank calls it."""
+        self.engine.save_checkpoint(directory, tag="state", save_latest=False)
+
+    def load_state(self, directory: str) -> None:
+        """Restore weights and optimizer state saved by save_state. Every rank calls it."""
+        path, _ = self.engine.load_checkpoint(directory, tag="state", load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed state under {directory}")

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from tao_ray import checkpoints
+from tao_ray.errors import TaoError
+
+
+def fake_checkpoint(run_dir, iteration, base_model):
+    staging = checkpoints.staging_dir(run_dir, iteration)
+    (staging / "model").mkdir()
+    (staging / "learner").mkdir()
+    return checkpoints.commit(staging, checkpoints.checkpoint_dir(run_dir, iteration), str(base_model),
+                              {"iteration": iteration})
+
+
+def test_commit_latest_prune_and_half_written_ones(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "tokenizer.json").write_text("{}")
+    run_dir = tmp_path / "run"
+    for iteration in (1, 2, 3):
+        fake_checkpoint(run_dir, iteration, base)
+    # A kill during a write leaves only a staging directory, which resume ignores.
+    (checkpoints.staging_dir(run_dir, 4) / "model").mkdir()
+    path, state = checkpoints.latest(run_dir)
+    assert path.name == "iter-0003" and state == {"iteration": 3}
+    assert (path / "model" / "tokenizer.json").is_file()
+
+    checkpoints.prune(run_dir, keep_last=1, best_iteration=1)
+    kept = sorted(p.name for p in checkpoints.root(run_dir).glob("iter-*"))
+    assert kept == ["iter-0001", "iter-0003"]
+    assert (checkpoints.model_dir(run_dir, 1)).is_dir() and not (run_dir / "checkpoints/iter-0001/learner").exists()
+    assert [p.name for p in checkpoints.complete(run_dir)] == ["iter-0003"]
+    assert json.loads((path / "driver.json").read_text())["iteration"] == 3
+
+
+def test_existing_run_needs_resume(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    checkpoints.check_run_dir(tmp_path / "run", resume=False)  # nothing there yet: fine
+    fake_checkpoint(tmp_path / "run", 1, base)
+    with pytest.raises(TaoError, match="--resume"):
+        checkpoints.check_run_dir(tmp_path / "run", resume=False)
+    checkpoints.check_run_dir(tmp_path / "run", resume=True)
