@@ -50,10 +50,48 @@ class RolloutBatch:
         return len(self.rewards)
 
     def shard(self, rank: int, world_size: int) -> RolloutBatch:
-        """Rank `rank`'s strided share, so every rank gets a mix of groups and lengths."""
-        pick = slice(rank, None, world_size)
-        return RolloutBatch(self.prompt_token_ids[pick], self.response_token_ids[pick], self.rewards[pick],
-                            self.advantages[pick], self.group_ids[pick])
+        """Rank `rank`'s share: every world_size-th group, whole, so DPO pairs never straddle two ranks."""
+        groups = sorted(set(self.group_ids))
+        mine = set(groups[rank::world_size])
+        keep = [i for i, g in enumerate(self.group_ids) if g in mine]
+        return RolloutBatch(*([values[i] for i in keep] for values in (
+            self.prompt_token_ids, self.response_token_ids, self.rewards, self.advantages, self.group_ids)))
+
+
+def _append(batch: RolloutBatch, generation: Generation, sample: int, reward: float, advantage: float) -> None:
+    batch.prompt_token_ids.append(generation.prompt_token_ids)
+    batch.response_token_ids.append(generation.response_token_ids[sample])
+    batch.rewards.append(float(reward))
+    batch.advantages.append(float(advantage))
+    batch.group_ids.append(generation.prompt_index)
+
+
+def build_preference_batch(generations: list[Generation], rewards: list[list[float | None]],
+                           min_margin: float) -> RolloutBatch:
+    """DPO: per group, the best and the worst response as a (chosen, rejected) pair when their scores differ by
+    more than min_margin. Pairs are consecutive rows; `advantages` marks chosen +1 and rejected -1."""
+    batch = RolloutBatch()
+    for generation, group_rewards in zip(generations, rewards, strict=True):
+        kept = [(r, i) for i, r in enumerate(group_rewards) if r is not None]
+        if len(kept) < 2:
+            continue
+        (best, chosen), (worst, rejected) = max(kept), min(kept)
+        if best - worst > min_margin:
+            _append(batch, generation, chosen, best, 1.0)
+            _append(batch, generation, rejected, worst, -1.0)
+    return batch
+
+
+def build_best_of_n_batch(generations: list[Generation], rewards: list[list[float | None]],
+                          min_score: float) -> RolloutBatch:
+    """RFT: per group, the top response when its score reaches min_score; `advantages` are 1 (plain SFT weight)."""
+    batch = RolloutBatch()
+    for generation, group_rewards in zip(generations, rewards, strict=True):
+        kept = [(r, -i) for i, r in enumerate(group_rewards) if r is not None]  # ties: the earliest sample
+        if kept and max(kept)[0] >= min_score:
+            best, negative_index = max(kept)
+            _append(batch, generation, -negative_index, best, 1.0)
+    return batch
 
 
 def build_rollout_batch(generations: list[Generation], rewards: list[list[float | None]], estimator: str,
@@ -76,9 +114,5 @@ def build_rollout_batch(generations: list[Generation], rewards: list[list[float 
         kwargs = {"normalize_std": normalize_std} if estimator == "grpo" else {}
         advantages_G = estimate(rewards_G.unsqueeze(0), **kwargs).squeeze(0)
         for position, i in enumerate(kept):
-            batch.prompt_token_ids.append(generation.prompt_token_ids)
-            batch.response_token_ids.append(generation.response_token_ids[i])
-            batch.rewards.append(float(rewards_G[position]))
-            batch.advantages.append(float(advantages_G[position]))
-            batch.group_ids.append(generation.prompt_index)
+            _append(batch, generation, i, rewards_G[position], advantages_G[position])
     return batch

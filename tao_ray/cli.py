@@ -51,7 +51,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from tao_ray.data.prompts import load_prompts
     from tao_ray.inputs import resolve_model_path
 
-    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts}
+    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts, "limit": None}
     if args.run:
         summary_path = Path(args.run) / "summary.json"
         if not summary_path.is_file():
@@ -59,10 +59,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         config = json.loads(summary_path.read_text())["config"]
         settings = {"reward": args.reward or config["scoring"]["reward"],
                     "max_tokens": args.max_tokens or config["generation"]["max_tokens"],
-                    "prompts": args.prompts or config["data"]["heldout_prompts"]}
+                    "prompts": args.prompts or config["data"]["heldout_prompts"],
+                    "limit": None if args.prompts else config["data"]["max_heldout_prompts"]}
     if not settings["prompts"]:
         raise TaoError("compare: give --prompts FILE or --run RUN_DIR (which supplies its held-out prompts)")
-    prompts = load_prompts(settings["prompts"], key="--prompts")
+    prompts = load_prompts(settings["prompts"], settings["limit"], key="--prompts")
     model_a = resolve_model_path(args.model_a, "compare: MODEL_A")
     model_b = resolve_model_path(args.model_b, "compare: MODEL_B")
     from tao_ray.compare import compare

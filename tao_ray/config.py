@@ -76,7 +76,9 @@ class ScoringSection:
 @dataclass(frozen=True)
 class TrainingSection:
     algorithm: str = "grpo"
-    """grpo: group-normalized advantages, clipped ratio and a k3 KL penalty to the frozen reference."""
+    """grpo: group-normalized advantages, clipped ratio and a k3 KL penalty to the frozen reference.
+    rloo: the same loss with leave-one-out baselines. dpo: best vs worst response of each group.
+    rft: supervised fine-tuning on the best response of each group (best-of-N)."""
     lr: float = 1e-5
     kl_coef: float = 0.02
     clip_eps: float = 0.2
@@ -88,6 +90,12 @@ class TrainingSection:
     """DeepSpeed ZeRO stage (2 is the tested one)."""
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
+    dpo_beta: float = 0.1
+    """dpo: strength of the implicit KL constraint (higher stays closer to the reference)."""
+    min_margin: float = 0.0
+    """dpo: pair best and worst only when their scores differ by more than this."""
+    min_score: float = 0.5
+    """rft: train on a group's best response only when it scores at least this."""
     normalize_std: bool = True
     """Divide advantages by the group std (GRPO) or only subtract the mean (Dr. GRPO)."""
     loss_aggregation: str = "token"
@@ -172,7 +180,7 @@ REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
     "scoring.reward": ("constraints",),
-    "training.algorithm": ("grpo",),
+    "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
     "training.loss_aggregation": ("token", "sequence"),
     "training.zero_stage": (0, 1, 2, 3),
     "resources.device": ("cpu", "cuda"),
@@ -335,7 +343,8 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     for key in positive:
         if get(recipe, key) < 1:
             fail(key, f"is {get(recipe, key)}; it must be at least 1")
-    non_negative = ["training.lr", "training.kl_coef", "training.clip_eps", "training.max_grad_norm",
+    non_negative = ["training.lr", "training.kl_coef", "training.dpo_beta", "training.min_margin",
+                    "training.clip_eps", "training.max_grad_norm",
                     "training.weight_decay", "generation.temperature", "resources.generator_cpus",
                     "resources.generator_gpus", "resources.scorer_cpus", "resources.learner_cpus",
                     "resources.learner_gpus", "run.iterations"]
@@ -355,8 +364,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("generation.gpu_memory_utilization", "must be in (0, 0.95]")
     if recipe.generation.max_tokens >= recipe.model.max_model_len:
         fail("generation.max_tokens", f"must be below model.max_model_len ({recipe.model.max_model_len})")
-    if recipe.training.algorithm == "grpo" and recipe.generation.samples_per_prompt < 2:
-        fail("generation.samples_per_prompt", "must be at least 2 for grpo: advantages compare samples of a group")
+    if recipe.generation.samples_per_prompt < 2:
+        fail("generation.samples_per_prompt", f"must be at least 2 for {recipe.training.algorithm}: "
+             "every algorithm learns by comparing the samples of a group")
     res = recipe.resources
     for key in ("resources.generator_gpus", "resources.learner_gpus"):
         if res.device == "cpu" and get(recipe, key):

@@ -17,7 +17,13 @@ from typing import Any
 import ray
 
 from tao_ray import checkpoints, launch, weight_sync
-from tao_ray.batch import Generation, RolloutBatch, build_rollout_batch
+from tao_ray.batch import (
+    Generation,
+    RolloutBatch,
+    build_best_of_n_batch,
+    build_preference_batch,
+    build_rollout_batch,
+)
 from tao_ray.config import Recipe
 from tao_ray.core import selection
 from tao_ray.data.order import PromptOrder
@@ -136,6 +142,10 @@ class TaoDriver:
 
     def build_batch(self, generations: list[Generation], rewards: list[list[float | None]]) -> RolloutBatch:
         training = self.recipe.training
+        if training.algorithm == "dpo":
+            return build_preference_batch(generations, rewards, training.min_margin)
+        if training.algorithm == "rft":
+            return build_best_of_n_batch(generations, rewards, training.min_score)
         return build_rollout_batch(generations, rewards, training.algorithm, training.normalize_std,
                                    training.skip_flat_groups)
 
@@ -145,7 +155,11 @@ class TaoDriver:
             return {}
         ranks = len(self.learners)
         shards = [batch.shard(rank, ranks) for rank in range(ranks)]
-        micro_batches = math.ceil(max(len(s) for s in shards) / self.recipe.training.micro_batch_size)
+        # DPO micro-batches hold whole (chosen, rejected) pairs: an even number of rows.
+        per_micro = self.recipe.training.micro_batch_size
+        if self.recipe.training.algorithm == "dpo":
+            per_micro = max(2, per_micro - per_micro % 2)
+        micro_batches = math.ceil(max(len(s) for s in shards) / per_micro)
         results = ray.get([learner.train.remote(shard, micro_batches)
                            for learner, shard in zip(self.learners, shards)])
         return {key: mean([r[key] for r in results]) for key in results[0]}

@@ -71,49 +71,72 @@ class LearnerActor:
         self.sync_channel = None
         return rank
 
-    def _prepare(self, shard: RolloutBatch, chunk: list[int], with_old_logprobs: bool):
+    def _prepare(self, shard: RolloutBatch, chunk: list[int], need_ref: bool, need_old: bool):
         """One micro-batch, packed, plus the reference (and, for several epochs, the old) log-probs.
-        An empty chunk (this rank has fewer samples than micro-batches) reruns sample 0 with a zero mask."""
+
+        An empty chunk (this rank has fewer samples than micro-batches, or none) still runs a forward and backward,
+        because ZeRO's gradient reduction is collective: it reuses a real row (or a one-token stand-in) with a zero
+        mask, so it adds nothing to the gradient."""
         import torch
 
         from tao_ray.core.sequences import pack, response_logprobs
 
         weight = 1.0 if chunk else 0.0
-        chunk = chunk or [0]
-        packed = pack([shard.prompt_token_ids[j] for j in chunk], [shard.response_token_ids[j] for j in chunk],
-                      self.pad_id).to(self.torch_device)
+        if chunk:
+            prompts = [shard.prompt_token_ids[j] for j in chunk]
+            responses = [shard.response_token_ids[j] for j in chunk]
+            advantages = [shard.advantages[j] for j in chunk]
+        else:
+            rows = 2 if self.training["algorithm"] == "dpo" else 1  # DPO needs a whole pair
+            prompts = (shard.prompt_token_ids[:rows] if len(shard) >= rows else [[self.pad_id]] * rows)
+            responses = (shard.response_token_ids[:rows] if len(shard) >= rows else [[self.pad_id]] * rows)
+            advantages = [0.0] * rows
+        packed = pack(prompts, responses, self.pad_id).to(self.torch_device)
         packed.response_mask_BR *= weight
-        advantages_B = torch.tensor([shard.advantages[j] for j in chunk], device=self.torch_device)
+        advantages_B = torch.tensor(advantages, device=self.torch_device)
         with torch.no_grad():
-            ref_BR = response_logprobs(self.reference, packed)
-            old_BR = response_logprobs(self.engine.module, packed) if with_old_logprobs else None
+            ref_BR = response_logprobs(self.reference, packed) if need_ref else None
+            old_BR = response_logprobs(self.engine.module, packed) if need_old else None
         return packed, advantages_B, ref_BR, old_BR
 
-    def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
-        """One optimizer step over this rank's shard. Every rank runs the same number of micro-batches (ZeRO's
-        gradient reduction is collective); an empty slot reruns the first sample with zero weight."""
+    def _loss(self, logprobs_BR, old_BR, ref_BR, advantages_B, mask_BR, denominators: dict[str, float]):
+        from tao_ray.core.losses import clipped_policy_gradient, dpo_loss, sft_loss
 
-        from tao_ray.core.losses import clipped_policy_gradient
+        cfg = self.training
+        if cfg["algorithm"] == "dpo":
+            return dpo_loss(logprobs_BR, ref_BR, mask_BR, cfg["dpo_beta"], denominators["pairs"])
+        if cfg["algorithm"] == "rft":
+            return sft_loss(logprobs_BR, mask_BR, denominators["tokens"])
+        # grpo and rloo differ only in their advantages. With one epoch the sampling policy is the current one,
+        # so old = current and the ratio is 1.
+        old_BR = logprobs_BR.detach() if old_BR is None else old_BR
+        level = cfg["loss_aggregation"]
+        return clipped_policy_gradient(logprobs_BR, old_BR, ref_BR, advantages_B, mask_BR, cfg["clip_eps"],
+                                       cfg["kl_coef"], level, denominators["tokens" if level == "token" else "rows"])
+
+    def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
+        """One optimizer step per epoch over this rank's shard, in exactly `micro_batches` micro-batches on every
+        rank (the driver picks the count so that no rank has more)."""
         from tao_ray.core.sequences import response_logprobs
 
         started = time.perf_counter()
         cfg = self.training
         size = len(shard)
         per_micro = max(1, math.ceil(size / micro_batches))
+        if cfg["algorithm"] == "dpo":
+            per_micro += per_micro % 2  # never split a (chosen, rejected) pair
         chunks = [list(range(i * per_micro, min(size, (i + 1) * per_micro))) for i in range(micro_batches)]
         total_tokens = sum(len(r) for r in shard.response_token_ids)
-        denominator = total_tokens if cfg["loss_aggregation"] == "token" else size
-        prepared = [self._prepare(shard, chunk, with_old_logprobs=cfg["epochs"] > 1) for chunk in chunks]
+        denominators = {"tokens": total_tokens, "rows": size, "pairs": size // 2}
+        need_ref = cfg["algorithm"] != "rft"
+        prepared = [self._prepare(shard, chunk, need_ref, need_old=cfg["epochs"] > 1) for chunk in chunks]
         self.engine.train()
         sums: dict[str, float] = {}
         for _ in range(cfg["epochs"]):
             for i, (packed, advantages_B, ref_BR, old_BR) in enumerate(prepared):
                 logprobs_BR = response_logprobs(self.engine, packed)
-                # With one epoch the sampling policy is the current one, so old = current and the ratio is 1.
-                old_BR = logprobs_BR.detach() if old_BR is None else old_BR
-                loss, metrics = clipped_policy_gradient(logprobs_BR, old_BR, ref_BR, advantages_B,
-                                                        packed.response_mask_BR, cfg["clip_eps"], cfg["kl_coef"],
-                                                        cfg["loss_aggregation"], denominator)
+                loss, metrics = self._loss(logprobs_BR, old_BR, ref_BR, advantages_B, packed.response_mask_BR,
+                                           denominators)
                 self.engine.set_gradient_accumulation_boundary(i == len(prepared) - 1)
                 self.engine.backward(loss)
                 self.engine.step()
@@ -126,20 +149,26 @@ class LearnerActor:
         return metrics
 
     def loss_on(self, shard: RolloutBatch) -> float:
-        """The REINFORCE form of the objective, -mean_tokens(A * logprob) + kl_coef * KL, on a batch without
-        updating. Its gradient equals the clipped objective's at ratio 1, so one train step must lower it."""
+        """The objective on a batch, without updating: DPO's or RFT's own loss; for grpo/rloo the REINFORCE form
+        -mean_tokens(A * logprob) + kl_coef * KL, whose gradient equals the clipped loss's at ratio 1 (the clipped
+        loss's value is constant there). One train step on the batch must lower it."""
         import torch
 
         from tao_ray.core.losses import aggregate, kl_k3
         from tao_ray.core.sequences import pack, response_logprobs
 
         packed = pack(shard.prompt_token_ids, shard.response_token_ids, self.pad_id).to(self.torch_device)
+        mask_BR = packed.response_mask_BR
         with torch.no_grad():
             ref_BR = response_logprobs(self.reference, packed)
             logprobs_BR = response_logprobs(self.engine.module, packed)
-            advantages_B1 = torch.tensor(shard.advantages, device=self.torch_device).unsqueeze(1)
-            per_token_BR = -advantages_B1 * logprobs_BR + self.training["kl_coef"] * kl_k3(logprobs_BR, ref_BR)
-            return float(aggregate(per_token_BR, packed.response_mask_BR, self.training["loss_aggregation"]))
+            advantages_B = torch.tensor(shard.advantages, device=self.torch_device)
+            if self.training["algorithm"] in ("dpo", "rft"):
+                denominators = {"tokens": float(mask_BR.sum()), "rows": len(shard), "pairs": len(shard) // 2}
+                return float(self._loss(logprobs_BR, None, ref_BR, advantages_B, mask_BR, denominators)[0])
+            per_token_BR = (-advantages_B.unsqueeze(1) * logprobs_BR
+                            + self.training["kl_coef"] * kl_k3(logprobs_BR, ref_BR))
+            return float(aggregate(per_token_BR, mask_BR, self.training["loss_aggregation"]))
 
     # ---- weights out: sync and checkpoints (rank 0) ----
 

@@ -84,3 +84,30 @@ def clipped_policy_gradient(
             "clip_fraction": float(clipped_fraction),
         }
     return loss, metrics
+
+
+def dpo_loss(logprobs_BR: torch.Tensor, ref_logprobs_BR: torch.Tensor, mask_BR: torch.Tensor, beta: float,
+             denominator: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO on (chosen, rejected) pairs: rows 0, 2, 4, ... are chosen and rows 1, 3, 5, ... rejected.
+
+    per pair: -log sigmoid(beta * ((log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l)))),
+    with sequence log-probs summed over response tokens. `denominator` (pairs in the whole batch) makes
+    micro-batch losses add up to the full-batch mean.
+    """
+    if logprobs_BR.shape[0] % 2:
+        raise ValueError("dpo_loss needs an even number of rows: (chosen, rejected) pairs")
+    implicit_reward_B = ((logprobs_BR - ref_logprobs_BR) * mask_BR).sum(dim=1)
+    margin_P = beta * (implicit_reward_B[0::2] - implicit_reward_B[1::2])
+    pairs = margin_P.shape[0] if denominator is None else denominator
+    loss = -torch.nn.functional.logsigmoid(margin_P).sum() / max(float(pairs), 1.0)
+    with torch.no_grad():
+        metrics = {"loss": float(-torch.nn.functional.logsigmoid(margin_P).mean()),
+                   "margin": float(margin_P.mean()), "pair_accuracy": float((margin_P > 0).float().mean())}
+    return loss, metrics
+
+
+def sft_loss(logprobs_BR: torch.Tensor, mask_BR: torch.Tensor, denominator: float | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Negative log-likelihood per response token (best-of-N fine-tuning). `denominator`: tokens in the batch."""
+    loss = aggregate(-logprobs_BR, mask_BR, "token", denominator)
+    return loss, {"loss": float(aggregate(-logprobs_BR.detach(), mask_BR, "token"))}

@@ -7,8 +7,17 @@ from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.demo_model import materialize
 
-TRAINING = dict(lr=1e-5, weight_decay=0.0, micro_batch_size=4, max_grad_norm=1.0, zero_stage=2, epochs=1,
-                gradient_checkpointing=False, seed=0, clip_eps=0.2, kl_coef=0.02, loss_aggregation="token")
+
+def training_section(**overrides) -> dict:
+    """The learner's settings exactly as a recipe hands them over (defaults plus overrides)."""
+    import dataclasses
+
+    from tao_ray.config import TrainingSection
+
+    return dataclasses.asdict(dataclasses.replace(TrainingSection(lr=1e-5, micro_batch_size=4), **overrides))
+
+
+TRAINING = training_section()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from tao_ray import weight_sync
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.batch import build_rollout_batch
 
-from .conftest import start_learners
+from .conftest import start_learners, training_section
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +94,20 @@ def test_two_learner_ranks_take_identical_steps(generator, model_dir):
     assert digests[0] == digests[1] != before  # ZeRO-2 all-reduced the gradients: the replicas agree
     for learner in learners:
         ray.kill(learner)
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "rft"])
+def test_dpo_and_rft_steps_lower_their_own_loss(generator, model_dir, algorithm):
+    from tao_ray.batch import build_best_of_n_batch, build_preference_batch
+
+    generations = ray.get(generator.generate.remote(PROMPTS, 4, 1.0, 1.0, 24))
+    rewards = [[0.0, 1.0, 0.2, 0.6] for _ in generations]
+    batch = (build_preference_batch(generations, rewards, 0.1) if algorithm == "dpo"
+             else build_best_of_n_batch(generations, rewards, 0.5))
+    assert len(batch) == (4 if algorithm == "dpo" else 2)
+    (learner,) = start_learners(model_dir, 1, training_section(algorithm=algorithm, lr=1e-4))
+    before = ray.get(learner.loss_on.remote(batch))
+    metrics = ray.get(learner.train.remote(batch, 1))
+    assert metrics["samples"] == len(batch)
+    assert ray.get(learner.loss_on.remote(batch)) < before
+    ray.kill(learner)

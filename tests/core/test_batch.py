@@ -28,5 +28,33 @@ def test_flat_groups_kept_when_asked_and_rloo():
 def test_shards_partition_the_batch():
     batch = build_rollout_batch([gen(i, 2) for i in range(3)], [[0.0, 1.0]] * 3, "grpo")
     shards = [batch.shard(r, 2) for r in range(2)]
-    assert len(shards[0]) == 3 and len(shards[1]) == 3
+    assert len(shards[0]) == 4 and len(shards[1]) == 2  # groups 0 and 2 | group 1
     assert sorted(shards[0].advantages + shards[1].advantages) == sorted(batch.advantages)
+
+
+def test_preference_pairs_best_and_worst_above_margin():
+    from tao_ray.batch import build_preference_batch
+
+    generations = [gen(0, 3), gen(1, 3), gen(2, 2)]
+    rewards = [[0.5, 1.0, 0.0], [0.5, 0.6, 0.55], [None, 1.0]]
+    batch = build_preference_batch(generations, rewards, min_margin=0.2)
+    # group 0: chosen sample 1 (1.0), rejected sample 2 (0.0); group 1: gap 0.1 <= 0.2, no pair; group 2: one left
+    assert batch.response_token_ids == [[11], [12]] and batch.advantages == [1.0, -1.0]
+    assert batch.group_ids == [0, 0]
+
+
+def test_best_of_n_takes_the_top_sample_above_threshold():
+    from tao_ray.batch import build_best_of_n_batch
+
+    batch = build_best_of_n_batch([gen(0, 3), gen(1, 2)], [[0.2, 0.9, 0.9], [0.1, 0.3]], min_score=0.5)
+    assert batch.response_token_ids == [[11]] and batch.rewards == [0.9] and batch.group_ids == [0]
+
+
+def test_shards_keep_groups_whole():
+    from tao_ray.batch import build_preference_batch
+
+    batch = build_preference_batch([gen(i, 2) for i in range(5)], [[0.0, 1.0]] * 5, min_margin=0.0)
+    shards = [batch.shard(r, 2) for r in range(2)]
+    assert [len(s) for s in shards] == [6, 4]
+    for shard in shards:
+        assert shard.group_ids[0::2] == shard.group_ids[1::2] and shard.advantages[0::2] == [1.0] * (len(shard) // 2)

@@ -64,3 +64,38 @@ def test_micro_batches_sum_to_full_batch_mean():
         full = aggregate(values, mask, level)
         parts = sum(aggregate(values[i:i + 2], mask[i:i + 2], level, denominator) for i in range(0, 6, 2))
         assert torch.allclose(full, parts, atol=1e-6)
+
+
+def test_dpo_loss_hand_values():
+    # One pair. chosen: policy - ref summed = (0.0 - (-1.0)) = +1; rejected: (-2.0 - (-1.0)) = -1.
+    # margin = beta * (1 - (-1)) = 0.5 * 2 = 1 -> loss = -log sigmoid(1) = log(1 + e^-1) = 0.31326
+    logprobs = torch.tensor([[0.0, 9.0], [-2.0, 0.0]])
+    ref = torch.tensor([[-1.0, 9.0], [-1.0, 0.0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # the 9.0s are padding and must not count
+    from tao_ray.core.losses import dpo_loss
+
+    loss, metrics = dpo_loss(logprobs, ref, mask, beta=0.5)
+    assert abs(float(loss) - math.log(1 + math.exp(-1))) < 1e-5
+    assert metrics["pair_accuracy"] == 1.0 and abs(metrics["margin"] - 1.0) < 1e-6
+
+
+def test_dpo_vectorized_matches_loop():
+    from tao_ray.core.losses import dpo_loss
+
+    generator = torch.Generator().manual_seed(5)
+    logprobs, ref = torch.randn(6, 4, generator=generator), torch.randn(6, 4, generator=generator)
+    mask = torch.ones(6, 4)
+    looped = 0.0
+    for pair in range(3):
+        chosen, rejected = 2 * pair, 2 * pair + 1
+        margin = 0.1 * ((logprobs[chosen] - ref[chosen]).sum() - (logprobs[rejected] - ref[rejected]).sum())
+        looped += -torch.nn.functional.logsigmoid(margin) / 3
+    assert torch.allclose(dpo_loss(logprobs, ref, mask, beta=0.1)[0], looped, atol=1e-6)
+
+
+def test_sft_loss_is_token_mean_nll():
+    from tao_ray.core.losses import sft_loss
+
+    # tokens with log-probs ln 0.5 and ln 0.25 -> NLL (0.6931 + 1.3863) / 2 = 1.0397
+    loss, _ = sft_loss(torch.tensor([[math.log(0.5), math.log(0.25), 0.0]]), torch.tensor([[1.0, 1.0, 0.0]]))
+    assert abs(float(loss) - (math.log(2) + math.log(4)) / 2) < 1e-5
