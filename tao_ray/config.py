@@ -74,6 +74,17 @@ class ScoringSection:
 
 
 @dataclass(frozen=True)
+class LoraSection:
+    r: int = 0
+    """Adapter rank; 0 trains every weight (no LoRA). With LoRA the reference is the same model with its adapter
+    disabled, so no second copy is held, and the generators receive merged weights."""
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+    """Comma-separated module names (e.g. q_proj,v_proj) or all-linear."""
+
+
+@dataclass(frozen=True)
 class TrainingSection:
     algorithm: str = "grpo"
     """grpo: group-normalized advantages, clipped ratio and a k3 KL penalty to the frozen reference.
@@ -103,6 +114,7 @@ class TrainingSection:
     skip_flat_groups: bool = True
     """Drop groups whose samples all scored the same: their advantages are zero, so they only cost learner time."""
     gradient_checkpointing: bool = False
+    lora: LoraSection = field(default_factory=LoraSection)
     seed: int = 0
     """Seeds the learner (dropout, if any, and torch)."""
 
@@ -128,6 +140,8 @@ class ResourcesSection:
 class EvalSection:
     every: int = 1
     """Evaluate the held-out prompts every N iterations (iteration 0, the base model, always)."""
+    reward: str | None = None
+    """The reward for the held-out evaluation, e.g. an independent "audit" scorer (null: scoring.reward)."""
     patience: int | None = None
     """Stop when the held-out reward has not improved for this many evaluations (null: run all iterations)."""
     max_drop: float | None = None
@@ -179,7 +193,6 @@ class Recipe:
 REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
-    "scoring.reward": ("constraints",),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
     "training.loss_aggregation": ("token", "sequence"),
     "training.zero_stage": (0, 1, 2, 3),
@@ -291,7 +304,10 @@ def _build_section(cls: type, values: Any, section: str, located: _Located) -> A
             guess = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean '{section}.{guess[0]}'?" if guess else f"valid keys: {', '.join(known)}"
             raise TaoError(f"{located.where(key)}: unknown key '{key}'; {hint}")
-        kwargs[name] = _coerce(value, hints[name], key, located)
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build_section(hints[name], value or {}, key, located)
+        else:
+            kwargs[name] = _coerce(value, hints[name], key, located)
     return cls(**kwargs)
 
 
@@ -319,8 +335,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def get(recipe: Recipe, dotted: str) -> Any:
-    section, key = dotted.split(".")
-    return getattr(getattr(recipe, section), key)
+    value: Any = recipe
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def validate(recipe: Recipe, located: _Located | None = None) -> None:
@@ -351,6 +369,16 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
+    from tao_ray.rewards.registry import REWARDS
+
+    for key in ("scoring.reward", "eval.reward"):
+        if get(recipe, key) is not None and get(recipe, key) not in REWARDS:
+            fail(key, f"is {get(recipe, key)!r}; use one of: {', '.join(sorted(REWARDS))}")
+    for key in ("training.lora.r", "training.lora.alpha", "training.lora.dropout"):
+        if get(recipe, key) < 0:
+            fail(key, f"is {get(recipe, key)}; it must not be negative (training.lora.r=0 turns LoRA off)")
+    if recipe.training.lora.dropout >= 1:
+        fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
     for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience"):

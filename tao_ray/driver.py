@@ -70,7 +70,10 @@ class TaoDriver:
                            f"{res.scorers} scorer(s), {res.learners} learner rank(s)")
         started = time.perf_counter()
         self.generators = launch.start_generators(recipe, self.inputs.model_dir)
-        self.scorers = launch.start_scorers(recipe)
+        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward)
+        eval_reward = recipe.eval.reward or recipe.scoring.reward
+        self.eval_scorers = (self.scorers if eval_reward == recipe.scoring.reward
+                             else launch.start_scorers(recipe, eval_reward))
         self.learners = launch.start_learners(recipe, self.inputs.model_dir)
         engine_s = ray.get([g.ready.remote() for g in self.generators])
         self.sync = weight_sync.make_sync(res.device, self.learners[0], self.generators, res.tensor_parallel_size)
@@ -131,12 +134,13 @@ class TaoDriver:
                  for g, shard in zip(self.generators, shards) if shard]
         return [generation for part in ray.get(calls) for generation in part]
 
-    def score(self, prompts: list[PromptRecord], generations: list[Generation]
+    def score(self, prompts: list[PromptRecord], generations: list[Generation], scorers: list | None = None
               ) -> tuple[list[list[float | None]], int]:
+        scorers = scorers or self.scorers
         pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in generations]
-        shards = split_evenly(pairs, len(self.scorers))
+        shards = split_evenly(pairs, len(scorers))
         calls = [s.score.remote([r for r, _ in shard], [t for _, t in shard])
-                 for s, shard in zip(self.scorers, shards) if shard]
+                 for s, shard in zip(scorers, shards) if shard]
         results = ray.get(calls)
         return [scores for part, _ in results for scores in part], sum(failed for _, failed in results)
 
@@ -169,7 +173,7 @@ class TaoDriver:
         (None where the scorer failed on an answer)."""
         heldout = self.inputs.heldout
         generations = self.generate(heldout, greedy=True)
-        rewards, _ = self.score(heldout, generations)
+        rewards, _ = self.score(heldout, generations, self.eval_scorers)
         return [group[0] for group in rewards]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
@@ -260,7 +264,9 @@ class TaoDriver:
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.finish()
-        for actor in getattr(self, "generators", []) + getattr(self, "scorers", []) + getattr(self, "learners", []):
+        actors = {id(a): a for role in ("generators", "scorers", "eval_scorers", "learners")
+                  for a in getattr(self, role, [])}
+        for actor in actors.values():
             ray.kill(actor)
         if self.started_ray:
             ray.shutdown()

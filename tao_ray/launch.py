@@ -49,9 +49,9 @@ def start_generators(recipe: Recipe, model_dir: str) -> list:
             for i in range(res.generators)]
 
 
-def start_scorers(recipe: Recipe) -> list:
+def start_scorers(recipe: Recipe, reward: str) -> list:
     cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1)(ScorerActor)
-    return [cls.remote(recipe.scoring.reward) for _ in range(recipe.resources.scorers)]
+    return [cls.remote(reward) for _ in range(recipe.resources.scorers)]
 
 
 def start_learners(recipe: Recipe, model_dir: str) -> list:

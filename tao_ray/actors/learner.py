@@ -49,11 +49,21 @@ class LearnerActor:
         policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         if training["gradient_checkpointing"]:
             policy.gradient_checkpointing_enable()
-        # The frozen reference is a second copy: the KL anchor must not move with the policy.
-        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).eval()
-        self.reference.requires_grad_(False)
         self.pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+        self.lora = training["lora"]["r"] > 0
+        if self.lora:
+            from tao_ray import lora
+
+            lora_cfg = training["lora"]
+            policy = lora.wrap(policy, lora_cfg["r"], lora_cfg["alpha"], lora_cfg["dropout"],
+                               lora_cfg["target_modules"])
+            self.reference = None  # the reference is the policy with its adapter disabled: no second copy
+        else:
+            # The frozen reference is a second copy: the KL anchor must not move with the policy.
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).eval()
+            self.reference.requires_grad_(False)
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=training["lr"], weight_decay=training["weight_decay"])
         ds_config = {
             "train_micro_batch_size_per_gpu": training["micro_batch_size"],
             # Accumulation is driven explicitly (set_gradient_accumulation_boundary), because the number of kept
@@ -67,9 +77,18 @@ class LearnerActor:
         }
         self.engine, *_ = deepspeed.initialize(model=policy, optimizer=optimizer, config=ds_config)
         self.torch_device = self.engine.device
-        self.reference.to(self.torch_device)
+        if self.reference is not None:
+            self.reference.to(self.torch_device)
         self.sync_channel = None
         return rank
+
+    def _reference_logprobs(self, packed):
+        from tao_ray.core.sequences import response_logprobs
+
+        if self.reference is not None:
+            return response_logprobs(self.reference, packed)
+        with self.engine.module.disable_adapter():
+            return response_logprobs(self.engine.module, packed)
 
     def _prepare(self, shard: RolloutBatch, chunk: list[int], need_ref: bool, need_old: bool):
         """One micro-batch, packed, plus the reference (and, for several epochs, the old) log-probs.
@@ -95,7 +114,7 @@ class LearnerActor:
         packed.response_mask_BR *= weight
         advantages_B = torch.tensor(advantages, device=self.torch_device)
         with torch.no_grad():
-            ref_BR = response_logprobs(self.reference, packed) if need_ref else None
+            ref_BR = self._reference_logprobs(packed) if need_ref else None
             old_BR = response_logprobs(self.engine.module, packed) if need_old else None
         return packed, advantages_B, ref_BR, old_BR
 
@@ -160,7 +179,7 @@ class LearnerActor:
         packed = pack(shard.prompt_token_ids, shard.response_token_ids, self.pad_id).to(self.torch_device)
         mask_BR = packed.response_mask_BR
         with torch.no_grad():
-            ref_BR = response_logprobs(self.reference, packed)
+            ref_BR = self._reference_logprobs(packed)
             logprobs_BR = response_logprobs(self.engine.module, packed)
             advantages_B = torch.tensor(shard.advantages, device=self.torch_device)
             if self.training["algorithm"] in ("dpo", "rft"):
@@ -175,9 +194,15 @@ class LearnerActor:
     def state_dict(self) -> dict:
         """Parameters by HF name, each storage once: a tied lm_head is left out, as vLLM ties it itself.
         ZeRO-2 keeps full parameters on every rank, so rank 0's module holds the complete model."""
+        if self.lora:
+            from tao_ray import lora
+
+            source = lora.merged_state_dict(self.engine.module)
+        else:
+            source = self.engine.module.state_dict()
         seen: set[int] = set()
         tensors = {}
-        for name, tensor in self.engine.module.state_dict().items():
+        for name, tensor in source.items():
             if tensor.data_ptr() in seen:
                 continue
             seen.add(tensor.data_ptr())
@@ -194,6 +219,9 @@ class LearnerActor:
             digest.update(tensor.float().cpu().numpy().tobytes())
         return digest.hexdigest()
 
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)
+
     def parameter_sum(self, name: str) -> float:
         return float(self.state_dict()[name].double().sum())
 
@@ -205,7 +233,7 @@ class LearnerActor:
             self.state_dict()[name].mul_(factor)
 
     def weight_names(self) -> list[str]:
-        return list(self.engine.module.state_dict())
+        return list(self.state_dict())
 
     def pack_weights(self) -> bytes:
         """CPU sync, update step: the whole model as one safetensors payload."""
@@ -232,8 +260,14 @@ class LearnerActor:
         weight_sync.broadcast(self.sync_channel, self.state_dict())
 
     def save_model(self, directory: str) -> None:
-        """Write the policy as an HF directory (rank 0 only; the caller renames it into place atomically)."""
-        self.engine.module.save_pretrained(directory, safe_serialization=True)
+        """Write the policy as an HF directory (rank 0 only; the caller renames it into place atomically).
+        With LoRA, the directory holds the merged weights (what serving needs) and `adapter/` the adapter alone."""
+        if not self.lora:
+            self.engine.module.save_pretrained(directory, safe_serialization=True)
+            return
+        base = self.engine.module.get_base_model()
+        base.save_pretrained(directory, state_dict=self.state_dict(), safe_serialization=True)
+        self.engine.module.save_pretrained(f"{directory}/adapter")
 
     def save_state(self, directory: str) -> None:
         """DeepSpeed state for resume: weights and this rank's optimizer partition. Every rank calls it."""

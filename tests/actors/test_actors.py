@@ -111,3 +111,22 @@ def test_dpo_and_rft_steps_lower_their_own_loss(generator, model_dir, algorithm)
     assert metrics["samples"] == len(batch)
     assert ray.get(learner.loss_on.remote(batch)) < before
     ray.kill(learner)
+
+
+def test_lora_learner_trains_adapters_only_and_syncs_merged_weights(generator, model_dir):
+    base_answer = greedy(generator, 32)
+    (learner,) = start_learners(model_dir, 1, training_section(lr=5e-2, lora={"r": 8, "alpha": 16.0,
+                                                                              "dropout": 0.0,
+                                                                              "target_modules": "all-linear"}))
+    assert ray.get(learner.trainable_parameters.remote()) < 5_000_000  # adapters only, not the 135M base
+    batch = rollout_from(generator)
+    before = ray.get(learner.loss_on.remote(batch))
+    ray.get(learner.train.remote(batch, 1))
+    assert ray.get(learner.loss_on.remote(batch)) < before
+    sync = weight_sync.CpuInPlaceSync(learner, [generator])
+    sync.init()
+    sync.update()
+    assert greedy(generator, 32) != base_answer  # the engine now runs base + merged adapter
+    ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
+    assert greedy(generator, 32) == base_answer
+    ray.kill(learner)

@@ -70,3 +70,11 @@ def test_recipe_is_frozen(tmp_path):
     recipe = load_recipe(recipe_file(tmp_path))
     with pytest.raises(AttributeError):
         recipe.training.lr = 1.0  # type: ignore[misc]
+
+
+def test_nested_lora_section_and_its_errors(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path), ["training.lora.r=8", "training.lora.target_modules=q_proj,v_proj"])
+    assert recipe.training.lora.r == 8 and recipe.training.lora.target_modules == "q_proj,v_proj"
+    assert load_recipe(recipe_file(tmp_path)).training.lora.r == 0
+    assert "unknown key 'training.lora.rank'" in error(recipe_file(tmp_path), ["training.lora.rank=8"])
+    assert "key 'training.lora.r' is -1" in error(recipe_file(tmp_path), ["training.lora.r=-1"])
