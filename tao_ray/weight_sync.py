@@ -162,7 +162,28 @@ class NcclBroadcastSync:
         return max(results[1:])
 
 
-def make_sync(device: str, learner, generators: list, tensor_parallel_size: int = 1):
+class LoraAdapterSync:
+    """LoRA runs: only the adapter moves (a few MB through Ray's object store, on CPU and GPU alike); each engine
+    serves base + adapter through vLLM's LoRA support. metadata and init have nothing to do."""
+
+    name = "lora-adapter"
+
+    def __init__(self, learner, generators: list):
+        self.learner, self.generators = learner, generators
+
+    def init(self) -> None:
+        pass
+
+    def update(self) -> float:
+        import ray
+
+        files_ref = self.learner.pack_adapter.remote()
+        return max(ray.get([g.receive_adapter.remote(files_ref) for g in self.generators]))
+
+
+def make_sync(device: str, learner, generators: list, tensor_parallel_size: int = 1, lora_adapter: bool = False):
+    if lora_adapter:
+        return LoraAdapterSync(learner, generators)
     if device == "cpu":
         return CpuInPlaceSync(learner, generators)
     return NcclBroadcastSync(learner, generators, tensor_parallel_size)

@@ -15,19 +15,25 @@ from tao_ray.batch import Generation
 class GeneratorActor:
     def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
-                 enforce_eager: bool = False):
+                 enforce_eager: bool = False, lora_rank: int = 0):
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
 
         kv_cache = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {
             "gpu_memory_utilization": gpu_memory_utilization}
+        # Adapter sync: the engine serves base + the learner's newest LoRA adapter (vLLM's supported ranks only).
+        lora = {"enable_lora": True, "max_loras": 1,
+                "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_rank)
+                } if lora_rank else {}
         started = time.perf_counter()
         self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
                        tensor_parallel_size=tensor_parallel_size, worker_extension_cls=weight_sync.WORKER_EXTENSION,
-                       enable_prefix_caching=True, enforce_eager=enforce_eager, **kv_cache)
+                       enable_prefix_caching=True, enforce_eager=enforce_eager, **kv_cache, **lora)
         self.startup_s = time.perf_counter() - started
         self.tokenizer = self.llm.get_tokenizer()
+        self.lora_request = None
+        self.adapter_dir: str | None = None
 
     def ready(self) -> float:
         """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
@@ -45,7 +51,8 @@ class GeneratorActor:
 
         token_ids = [self.prompt_token_ids(messages) for _, messages in prompts]
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params, use_tqdm=False)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params, use_tqdm=False,
+                                    lora_request=self.lora_request)
         return [Generation(prompt_index=index, prompt_token_ids=ids,
                            response_texts=[c.text for c in out.outputs],
                            response_token_ids=[list(c.token_ids) for c in out.outputs])
@@ -74,6 +81,30 @@ class GeneratorActor:
         finally:
             os.unlink(path)
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        return time.perf_counter() - started
+
+    def receive_adapter(self, files: dict[str, bytes]) -> float:
+        """update + finish steps of the adapter path: load the new LoRA adapter now (so its cost is counted
+        here, not in the next generate) and drop the previous one."""
+        import shutil
+        import tempfile
+
+        from vllm.lora.request import LoRARequest
+
+        started = time.perf_counter()
+        directory = tempfile.mkdtemp(prefix="tao-ray-adapter-")
+        for name, content in files.items():
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(content)
+        previous, previous_dir = self.lora_request, self.adapter_dir
+        version = previous.lora_int_id + 1 if previous else 1
+        self.lora_request = LoRARequest(f"tao-ray-{version}", version, directory)
+        self.adapter_dir = directory
+        self.llm.llm_engine.add_lora(self.lora_request)
+        if previous is not None:
+            self.llm.llm_engine.remove_lora(previous.lora_int_id)
+            shutil.rmtree(previous_dir, ignore_errors=True)
+        self.llm.reset_prefix_cache()
         return time.perf_counter() - started
 
     def init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:

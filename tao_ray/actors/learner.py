@@ -241,6 +241,15 @@ class LearnerActor:
 
         return weight_sync.pack(self.state_dict())
 
+    def pack_adapter(self) -> dict[str, bytes]:
+        """Adapter sync, update step: the LoRA adapter's files (a few MB instead of the whole model)."""
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="tao-ray-adapter-") as directory:
+            self.engine.module.save_pretrained(directory)
+            return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+
     def init_broadcast_group(self, master_address: str, master_port: int, world_size: int) -> None:
         """CUDA sync, init step (GPU only)."""
         from tao_ray import weight_sync

