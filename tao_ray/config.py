@@ -167,6 +167,8 @@ class RunSection:
     """Run name; default: the recipe file's stem. The run dir is <output_dir>/<name>/."""
     iterations: int = 4
     """Training iterations after the iteration-0 evaluation of the base model."""
+    max_wall_minutes: float | None = None
+    """Stop after the first iteration that ends past this many minutes from the start (null: no limit)."""
     output_dir: str = "runs"
     keep_checkpoints: int = 1
     """Keep the newest K iteration checkpoints, plus the best one."""
@@ -387,6 +389,8 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    if recipe.run.max_wall_minutes is not None and recipe.run.max_wall_minutes <= 0:
+        fail("run.max_wall_minutes", "must be positive, or null for no limit")
     for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience"):
         if get(recipe, key) is not None and get(recipe, key) < 1:
             fail(key, "must be at least 1, or null for all prompts")

@@ -48,6 +48,7 @@ class TaoDriver:
         self.run_dir = recipe.run_dir
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
+        self.started_at = time.perf_counter()
         self.best: tuple[int, float] = (0, float("-inf"))  # (iteration, held-out reward)
 
     # ---- setup -------------------------------------------------------------------------------------------------
@@ -123,6 +124,9 @@ class TaoDriver:
             reason = self.stop_reason() if heldout_scores is not None else None
             if reason:
                 return self.finish(reason)
+            limit = self.recipe.run.max_wall_minutes
+            if limit is not None and time.perf_counter() - self.started_at > 60 * limit:
+                return self.finish(f"time budget: {limit} minutes reached after iteration {iteration}")
         return self.finish("completed")
 
     # ---- stages ------------------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
 
     deltas = {}
     for name, module in peft_model.named_modules():
-        if isinstance(module, LoraLayer) and "default" in module.lora_A:
+        # Linear layers keep their adapter in lora_A/lora_B, embeddings in lora_embedding_A/_B.
+        adapters = set(getattr(module, "lora_A", {})) | set(getattr(module, "lora_embedding_A", {}))
+        if isinstance(module, LoraLayer) and "default" in adapters:
             deltas[name.removeprefix(_PREFIX) + ".weight"] = module.get_delta_weight("default")
     merged = {}
     for name, tensor in peft_model.state_dict().items():
