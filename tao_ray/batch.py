@@ -49,6 +49,10 @@ class RolloutBatch:
     def __len__(self) -> int:
         return len(self.rewards)
 
+    def lengths(self) -> list[int]:
+        """Tokens per row (prompt + response): what a forward pass costs."""
+        return [len(p) + len(r) for p, r in zip(self.prompt_token_ids, self.response_token_ids)]
+
     def shard(self, rank: int, world_size: int) -> RolloutBatch:
         """Rank `rank`'s share: every world_size-th group, whole, so DPO pairs never straddle two ranks."""
         groups = sorted(set(self.group_ids))

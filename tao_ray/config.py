@@ -100,6 +100,9 @@ class TrainingSection:
     """Passes over each rollout batch; with 1 the ratio is 1 and clipping is inert, as in on-policy GRPO."""
     micro_batch_size: int = 8
     """Sequences per forward/backward on one learner rank; gradients accumulate over the rank's whole share."""
+    micro_batch_tokens: int | None = None
+    """Also cap each micro-batch at about this many tokens (prompt + response), so long samples do not blow up
+    memory; rows are then split by tokens rather than by count (null: by count only)."""
     zero_stage: int = 2
     """DeepSpeed ZeRO stage (2 is the tested one)."""
     max_grad_norm: float = 1.0
@@ -391,7 +394,7 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
     if recipe.run.max_wall_minutes is not None and recipe.run.max_wall_minutes <= 0:
         fail("run.max_wall_minutes", "must be positive, or null for no limit")
-    for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience"):
+    for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience", "training.micro_batch_tokens"):
         if get(recipe, key) is not None and get(recipe, key) < 1:
             fail(key, "must be at least 1, or null for all prompts")
     if not 0.0 < recipe.generation.top_p <= 1.0:

@@ -25,7 +25,7 @@ from tao_ray.batch import (
     build_rollout_batch,
 )
 from tao_ray.config import Recipe
-from tao_ray.core import selection
+from tao_ray.core import diversity, microbatch, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.inputs import RunInputs
@@ -120,7 +120,9 @@ class TaoDriver:
                 "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
                 "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
                 "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-                "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state()})
+                "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
+                "diversity": diversity.batch_metrics([g.response_texts for g in generations], rewards,
+                                                     [g.tokens_generated for g in generations])})
             reason = self.stop_reason() if heldout_scores is not None else None
             if reason:
                 return self.finish(reason)
@@ -165,11 +167,10 @@ class TaoDriver:
             return {}
         ranks = len(self.learners)
         shards = [batch.shard(rank, ranks) for rank in range(ranks)]
-        # DPO micro-batches hold whole (chosen, rejected) pairs: an even number of rows.
-        per_micro = self.recipe.training.micro_batch_size
-        if self.recipe.training.algorithm == "dpo":
-            per_micro = max(2, per_micro - per_micro % 2)
-        micro_batches = math.ceil(max(len(s) for s in shards) / per_micro)
+        training = self.recipe.training
+        unit = 2 if training.algorithm == "dpo" else 1  # DPO micro-batches hold whole (chosen, rejected) pairs
+        micro_batches = max(microbatch.count(shard.lengths(), training.micro_batch_size, training.micro_batch_tokens,
+                                             unit) for shard in shards)
         results = ray.get([learner.train.remote(shard, micro_batches)
                            for learner, shard in zip(self.learners, shards)])
         return {key: mean([r[key] for r in results]) for key in results[0]}

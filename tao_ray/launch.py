@@ -52,7 +52,8 @@ def start_generators(recipe: Recipe, model_dir: str) -> list:
 
 
 def start_scorers(recipe: Recipe, reward: str) -> list:
-    cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1)(ScorerActor)
+    # A scorer that dies (e.g. a reward function crashing its process) is restarted once and the call retried once.
+    cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1, max_task_retries=1)(ScorerActor)
     return [cls.remote(reward) for _ in range(recipe.resources.scorers)]
 
 

@@ -6,7 +6,6 @@ CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-bat
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -136,15 +135,14 @@ class LearnerActor:
     def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
         """One optimizer step per epoch over this rank's shard, in exactly `micro_batches` micro-batches on every
         rank (the driver picks the count so that no rank has more)."""
+        from tao_ray.core import microbatch
         from tao_ray.core.sequences import response_logprobs
 
         started = time.perf_counter()
         cfg = self.training
         size = len(shard)
-        per_micro = max(1, math.ceil(size / micro_batches))
-        if cfg["algorithm"] == "dpo":
-            per_micro += per_micro % 2  # never split a (chosen, rejected) pair
-        chunks = [list(range(i * per_micro, min(size, (i + 1) * per_micro))) for i in range(micro_batches)]
+        unit = 2 if cfg["algorithm"] == "dpo" else 1  # never split a (chosen, rejected) pair
+        chunks = microbatch.split(shard.lengths(), micro_batches, unit)
         total_tokens = sum(len(r) for r in shard.response_token_ids)
         denominators = {"tokens": total_tokens, "rows": size, "pairs": size // 2}
         need_ref = cfg["algorithm"] != "rft"
@@ -279,12 +277,19 @@ class LearnerActor:
         self.engine.module.save_pretrained(f"{directory}/adapter")
 
     def save_state(self, directory: str) -> None:
-        """DeepSpeed state for resume: weights and this rank's optimizer partition. Every rank calls it."""
-        self.engine.save_checkpoint(directory, tag="state", save_latest=False)
+        """DeepSpeed state for resume: weights, this rank's optimizer partition and its torch RNG state (dropout,
+        if the model has any). Every rank calls it."""
+        import torch
+
+        self.engine.save_checkpoint(directory, tag="state", save_latest=False,
+                                    client_state={"torch_rng_state": torch.get_rng_state()})
 
     def load_state(self, directory: str) -> None:
         """Restore weights and optimizer state saved by save_state. Every rank calls it."""
-        path, _ = self.engine.load_checkpoint(directory, tag="state", load_optimizer_states=True,
-                                              load_lr_scheduler_states=True)
+        import torch
+
+        path, client_state = self.engine.load_checkpoint(directory, tag="state", load_optimizer_states=True,
+                                                         load_lr_scheduler_states=True)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state under {directory}")
+        torch.set_rng_state(client_state["torch_rng_state"])

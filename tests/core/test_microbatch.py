@@ -1,0 +1,23 @@
+from tao_ray.core import microbatch
+
+
+def test_count_by_rows_and_by_tokens():
+    assert microbatch.count([10] * 8, max_rows=4, max_tokens=None) == 2
+    assert microbatch.count([100] * 8, max_rows=8, max_tokens=250) == 4  # 800 tokens / 250 -> 4
+    assert microbatch.count([10] * 6, max_rows=3, max_tokens=None, unit=2) == 3  # pairs: 2 rows per micro-batch
+    assert microbatch.count([], max_rows=4, max_tokens=100) == 1
+
+
+def test_split_balances_tokens_and_keeps_every_row_once():
+    lengths = [100, 10, 10, 10, 10, 100, 10, 10]
+    chunks = microbatch.split(lengths, 2)
+    assert sorted(i for c in chunks for i in c) == list(range(8))
+    totals = [sum(lengths[i] for i in c) for c in chunks]
+    assert max(totals) <= 150  # perfectly even is 130
+    assert all(c == sorted(c) for c in chunks)
+
+
+def test_split_keeps_pairs_whole_and_fills_every_part_when_possible():
+    chunks = microbatch.split([5, 5, 50, 50, 5, 5], 3, unit=2)
+    assert chunks == [[0, 1], [2, 3], [4, 5]]
+    assert microbatch.split([5, 5], 3) == [[0], [1], []]
