@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/tao-ray demo-model
-	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml
+	# --overwrite: a second `make demo` runs the demo again instead of refusing to replace runs/demo-cpu/.
+	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml --overwrite
 
 test: install
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools

@@ -14,8 +14,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tao_ray.config import load_recipe
     from tao_ray.inputs import prepare_inputs
 
+    if args.resume and args.overwrite:
+        raise TaoError("run: --resume continues a run and --overwrite deletes it; pass one of them")
     recipe = load_recipe(args.recipe, args.overrides)
     inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
+    if args.overwrite and not args.check and recipe.run_dir.exists():
+        import shutil
+
+        shutil.rmtree(recipe.run_dir)
     check_run_dir(recipe.run_dir, args.resume)
     if args.check:
         print(f"ok: {recipe.source} ({len(inputs.train)} train / {len(inputs.heldout)} held-out prompts, "
@@ -92,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true", help="validate the recipe and its files, then exit")
     run.add_argument("--resume", action="store_true",
                      help="continue the run from its newest complete checkpoint (same recipe and overrides)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run directory of an earlier run with the same name, then start over")
     run.set_defaults(func=_cmd_run)
     show = sub.add_parser("show", help="print a recipe with every default filled in")
     show.add_argument("recipe")

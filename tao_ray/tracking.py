@@ -14,9 +14,9 @@ from typing import Any
 
 # (header, summary key, decimals): one console table row per iteration.
 COLUMNS = [("iter", "iteration", 0), ("heldout", "heldout_reward_mean", 3), ("train", "train_reward_mean", 3),
-           ("signal", "diversity.signal_fraction", 2), ("kept", "samples_kept", 0), ("gen_s", "timing_s.generate", 1), ("score_s", "timing_s.score", 1),
-           ("train_s", "timing_s.train", 1), ("sync_s", "timing_s.sync", 1), ("eval_s", "timing_s.eval", 1),
-           ("tok/s", "tokens_per_s", 0)]
+           ("signal", "diversity.signal_fraction", 2), ("kept", "samples_kept", 0),
+           ("gen_s", "timing_s.generate", 1), ("score_s", "timing_s.score", 1), ("train_s", "timing_s.train", 1),
+           ("sync_s", "timing_s.sync", 1), ("eval_s", "timing_s.eval", 1), ("tok/s", "tokens_per_s", 0)]
 _WIDTH = 8
 
 
