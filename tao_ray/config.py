@@ -104,7 +104,8 @@ class TrainingSection:
     """Also cap each micro-batch at about this many tokens (prompt + response), so long samples do not blow up
     memory; rows are then split by tokens rather than by count (null: by count only)."""
     zero_stage: int = 2
-    """DeepSpeed ZeRO stage (2 is the tested one)."""
+    """DeepSpeed ZeRO stage: 2 (optimizer state and gradients partitioned) or 3 (parameters too; weights are
+    gathered from every rank for each sync and checkpoint)."""
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     dpo_beta: float = 0.1
@@ -388,6 +389,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
             fail(key, f"is {get(recipe, key)}; it must not be negative (training.lora.r=0 turns LoRA off)")
     if recipe.training.lora.sync == "adapter" and recipe.training.lora.r > 512:
         fail("training.lora.r", "is above 512, the largest rank vLLM serves; use training.lora.sync=merged")
+    if recipe.training.lora.r and recipe.training.lora.sync == "adapter" and recipe.training.zero_stage == 3:
+        fail("training.lora.sync", "adapter cannot be used with training.zero_stage=3 (partitioned adapters); "
+             "use training.lora.sync=merged or training.zero_stage=2")
     if recipe.training.lora.dropout >= 1:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
@@ -421,7 +425,5 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("resources.tensor_parallel_size", "must be 1 on cpu")
     if res.device == "cpu" and recipe.generation.kv_cache_gb is None:
         fail("generation.kv_cache_gb", "must be set on cpu: otherwise vLLM reserves a fraction of all RAM per engine")
-    if recipe.training.zero_stage == 3:
-        fail("training.zero_stage", "3 is not supported yet; use 2 (ZeRO-3 needs gathered weights for the sync)")
     if recipe.data.max_prompt_tokens + recipe.generation.max_tokens > recipe.model.max_model_len:
         fail("data.max_prompt_tokens", "plus generation.max_tokens exceeds model.max_model_len; lower one or raise it")

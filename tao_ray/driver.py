@@ -78,7 +78,7 @@ class TaoDriver:
         self.learners = launch.start_learners(recipe, self.inputs.model_dir)
         engine_s = ray.get([g.ready.remote() for g in self.generators])
         lora = recipe.training.lora
-        self.sync = weight_sync.make_sync(res.device, self.learners[0], self.generators, res.tensor_parallel_size,
+        self.sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
                                           lora_adapter=lora.r > 0 and lora.sync == "adapter")
         self.sync.init()
         summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
@@ -188,8 +188,8 @@ class TaoDriver:
         if heldout is not None and heldout > self.best[1]:
             self.best = (iteration, heldout)
         staging = checkpoints.staging_dir(self.run_dir, iteration)
-        ray.get([self.learners[0].save_model.remote(str(staging / "model"))]
-                + [learner.save_state.remote(str(staging / "learner")) for learner in self.learners])
+        ray.get([learner.save_model.remote(str(staging / "model")) for learner in self.learners])
+        ray.get([learner.save_state.remote(str(staging / "learner")) for learner in self.learners])
         state = {"iteration": iteration, "prompt_order": self.order.state(), "best": list(self.best)}
         checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
         checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, self.best[0])

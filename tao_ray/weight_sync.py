@@ -114,25 +114,28 @@ class WorkerExtension:
 # ---- driver side: one object per run that walks the protocol across the actors ---------------------------------
 
 class CpuInPlaceSync:
-    """Learner rank 0 -> every generator: one payload in Ray's object store, read by all generators."""
+    """Learner rank 0 -> every generator: one payload in Ray's object store, read by all generators.
+    Every learner rank is asked to pack (ZeRO-3 gathers collectively); only rank 0's payload is non-empty."""
 
     name = "cpu-inplace-reload"
 
-    def __init__(self, learner, generators: list):
-        self.learner, self.generators = learner, generators
+    def __init__(self, learners: list, generators: list):
+        self.learners, self.generators = learners, generators
 
     def init(self) -> None:
         import ray
 
-        names = ray.get(self.learner.weight_names.remote())
+        names = ray.get([learner.weight_names.remote() for learner in self.learners])[0]
         ray.get([g.check_metadata.remote(names) for g in self.generators])
 
     def update(self) -> float:
         """Returns the slowest generator's receive seconds (the wall time of the whole sync is measured by caller)."""
         import ray
 
-        payload_ref = self.learner.pack_weights.remote()
-        return max(ray.get([g.receive_weights.remote(payload_ref) for g in self.generators]))
+        payload_refs = [learner.pack_weights.remote() for learner in self.learners]
+        received = ray.get([g.receive_weights.remote(payload_refs[0]) for g in self.generators])
+        ray.get(payload_refs[1:])
+        return max(received)
 
 
 class NcclBroadcastSync:
@@ -140,14 +143,15 @@ class NcclBroadcastSync:
 
     name = "nccl-broadcast"
 
-    def __init__(self, learner, generators: list, tensor_parallel_size: int):
-        self.learner, self.generators, self.tp = learner, generators, tensor_parallel_size
+    def __init__(self, learners: list, generators: list, tensor_parallel_size: int):
+        self.learners, self.generators, self.tp = learners, generators, tensor_parallel_size
+        self.learner = learners[0]
         self.metas: list = []
 
     def init(self) -> None:
         import ray
 
-        self.metas = ray.get(self.learner.broadcast_metadata.remote())
+        self.metas = ray.get([learner.broadcast_metadata.remote() for learner in self.learners])[0]
         address, port = ray.get(self.learner.rendezvous_address.remote())
         world_size = 1 + len(self.generators) * self.tp
         ray.get([self.learner.init_broadcast_group.remote(address, port, world_size)]
@@ -157,9 +161,10 @@ class NcclBroadcastSync:
     def update(self) -> float:
         import ray
 
-        results = ray.get([self.learner.broadcast_weights.remote()]
-                          + [g.receive_broadcast.remote(self.metas) for g in self.generators])
-        return max(results[1:])
+        senders = [learner.broadcast_weights.remote() for learner in self.learners]
+        received = ray.get([g.receive_broadcast.remote(self.metas) for g in self.generators])
+        ray.get(senders)
+        return max(received)
 
 
 class LoraAdapterSync:
@@ -168,8 +173,8 @@ class LoraAdapterSync:
 
     name = "lora-adapter"
 
-    def __init__(self, learner, generators: list):
-        self.learner, self.generators = learner, generators
+    def __init__(self, learners: list, generators: list):
+        self.learners, self.generators = learners, generators
 
     def init(self) -> None:
         pass
@@ -177,13 +182,14 @@ class LoraAdapterSync:
     def update(self) -> float:
         import ray
 
-        files_ref = self.learner.pack_adapter.remote()
+        files_ref = self.learners[0].pack_adapter.remote()
         return max(ray.get([g.receive_adapter.remote(files_ref) for g in self.generators]))
 
 
-def make_sync(device: str, learner, generators: list, tensor_parallel_size: int = 1, lora_adapter: bool = False):
+def make_sync(device: str, learners: list, generators: list, tensor_parallel_size: int = 1,
+              lora_adapter: bool = False):
     if lora_adapter:
-        return LoraAdapterSync(learner, generators)
+        return LoraAdapterSync(learners, generators)
     if device == "cpu":
-        return CpuInPlaceSync(learner, generators)
-    return NcclBroadcastSync(learner, generators, tensor_parallel_size)
+        return CpuInPlaceSync(learners, generators)
+    return NcclBroadcastSync(learners, generators, tensor_parallel_size)

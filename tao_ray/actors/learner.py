@@ -187,24 +187,35 @@ class LearnerActor:
                             + self.training["kl_coef"] * kl_k3(logprobs_BR, ref_BR))
             return float(aggregate(per_token_BR, mask_BR, self.training["loss_aggregation"]))
 
-    # ---- weights out: sync and checkpoints (rank 0) ----
+    # ---- weights out: sync and checkpoints ----
+    # ZeRO-2 keeps full parameters on every rank, so rank 0 alone can read them. ZeRO-3 partitions them, and
+    # gathering is collective: every method below that reads weights is therefore called on every rank (the driver
+    # and weight_sync do so), and ranks other than 0 take part in the gather and return nothing.
 
     def state_dict(self) -> dict:
-        """Parameters by HF name, each storage once: a tied lm_head is left out, as vLLM ties it itself.
-        ZeRO-2 keeps full parameters on every rank, so rank 0's module holds the complete model."""
-        if self.lora:
-            from tao_ray import lora
+        """Parameters by HF name, each storage once: a tied lm_head is left out, as vLLM ties it itself."""
+        import contextlib
 
-            source = lora.merged_state_dict(self.engine.module)
-        else:
-            source = self.engine.module.state_dict()
-        seen: set[int] = set()
-        tensors = {}
-        for name, tensor in source.items():
-            if tensor.data_ptr() in seen:
-                continue
-            seen.add(tensor.data_ptr())
-            tensors[name] = tensor.detach()
+        gathered = contextlib.nullcontext()
+        if self.training["zero_stage"] == 3:
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters(list(self.engine.module.parameters()), modifier_rank=None)
+        with gathered:
+            if self.lora:
+                from tao_ray import lora
+
+                source = lora.merged_state_dict(self.engine.module)
+            else:
+                source = self.engine.module.state_dict()
+            seen: set[int] = set()
+            tensors = {}
+            for name, tensor in source.items():
+                if tensor.data_ptr() in seen:
+                    continue
+                seen.add(tensor.data_ptr())
+                # Under ZeRO-3 the gathered storage is released when the context ends: keep a copy.
+                tensors[name] = tensor.detach().clone() if self.training["zero_stage"] == 3 else tensor.detach()
         return tensors
 
     def weights_digest(self) -> str:
@@ -234,10 +245,13 @@ class LearnerActor:
         return list(self.state_dict())
 
     def pack_weights(self) -> bytes:
-        """CPU sync, update step: the whole model as one safetensors payload."""
+        """CPU sync, update step: the whole model as one safetensors payload (from rank 0; b"" elsewhere)."""
         from tao_ray import weight_sync
 
-        return weight_sync.pack(self.state_dict())
+        if self.rank != 0 and self.training["zero_stage"] < 3:
+            return b""
+        state = self.state_dict()
+        return weight_sync.pack(state) if self.rank == 0 else b""
 
     def pack_adapter(self) -> dict[str, bytes]:
         """Adapter sync, update step: the LoRA adapter's files (a few MB instead of the whole model)."""
@@ -261,20 +275,27 @@ class LearnerActor:
         return [(m.name, m.dtype, m.shape) for m in weight_sync.metadata(self.state_dict())]
 
     def broadcast_weights(self) -> None:
-        """CUDA sync, update step (GPU only): the generators receive in broadcast_metadata order."""
+        """CUDA sync, update step (GPU only): rank 0 broadcasts; the generators receive in metadata order."""
         from tao_ray import weight_sync
 
-        weight_sync.broadcast(self.sync_channel, self.state_dict())
+        if self.rank != 0 and self.training["zero_stage"] < 3:
+            return
+        state = self.state_dict()
+        if self.rank == 0:
+            weight_sync.broadcast(self.sync_channel, state)
 
     def save_model(self, directory: str) -> None:
-        """Write the policy as an HF directory (rank 0 only; the caller renames it into place atomically).
+        """Write the policy as an HF directory from rank 0 (the caller renames it into place atomically).
         With LoRA, the directory holds the merged weights (what serving needs) and `adapter/` the adapter alone."""
-        if not self.lora:
-            self.engine.module.save_pretrained(directory, safe_serialization=True)
+        if self.rank != 0 and self.training["zero_stage"] < 3:
             return
-        base = self.engine.module.get_base_model()
-        base.save_pretrained(directory, state_dict=self.state_dict(), safe_serialization=True)
-        self.engine.module.save_pretrained(f"{directory}/adapter")
+        state = self.state_dict()
+        if self.rank != 0:
+            return
+        model = self.engine.module.get_base_model() if self.lora else self.engine.module
+        model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        if self.lora:
+            self.engine.module.save_pretrained(f"{directory}/adapter")
 
     def save_state(self, directory: str) -> None:
         """DeepSpeed state for resume: weights, this rank's optimizer partition and its torch RNG state (dropout,

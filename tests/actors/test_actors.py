@@ -78,7 +78,7 @@ def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     ray.get(learner.train.remote(rollout_from(generator), 1))
     learner_sum = ray.get(learner.parameter_sum.remote(embedding))
     assert learner_sum != base_sum
-    sync = weight_sync.CpuInPlaceSync(learner, [generator])
+    sync = weight_sync.CpuInPlaceSync([learner], [generator])
     sync.init()
     assert sync.update() > 0
     assert ray.get(generator.parameter_sum.remote(embedding)) == learner_sum
@@ -86,13 +86,16 @@ def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     assert ray.get(generator.parameter_sum.remote(embedding)) == base_sum
 
 
-def test_two_learner_ranks_take_identical_steps(generator, model_dir):
-    learners = start_learners(model_dir, 2)
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_two_learner_ranks_take_identical_steps(generator, model_dir, zero_stage):
+    learners = start_learners(model_dir, 2, training_section(lr=1e-5, micro_batch_size=4, zero_stage=zero_stage))
     batch = rollout_from(generator)
-    before = ray.get(learners[0].weights_digest.remote())
+    # Reading weights is collective under ZeRO-3 (parameters are partitioned): ask every rank at once.
+    before = ray.get([learner.weights_digest.remote() for learner in learners])
+    assert before[0] == before[1]
     ray.get([learner.train.remote(batch.shard(rank, 2), 1) for rank, learner in enumerate(learners)])
     digests = ray.get([learner.weights_digest.remote() for learner in learners])
-    assert digests[0] == digests[1] != before  # ZeRO-2 all-reduced the gradients: the replicas agree
+    assert digests[0] == digests[1] != before[0]  # gradients were reduced across ranks: the replicas agree
     for learner in learners:
         ray.kill(learner)
 
@@ -132,7 +135,7 @@ def test_lora_trains_adapters_only_and_merged_sync_is_exact(generator, model_dir
     base_sum = ray.get(generator.parameter_sum.remote(embedding))
     merged_sum = ray.get(learner.parameter_sum.remote(embedding))
     assert merged_sum != base_sum
-    sync = weight_sync.make_sync("cpu", learner, [generator], lora_adapter=False)
+    sync = weight_sync.make_sync("cpu", [learner], [generator], lora_adapter=False)
     sync.init()
     sync.update()
     assert ray.get(generator.parameter_sum.remote(embedding)) == merged_sum
@@ -147,7 +150,7 @@ def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
     (learner,) = start_learners(model_dir, 1, training_section(lr=1e-3, lora=lora()))
     base_answer = greedy(lora_generator, 32)
     ray.get(learner.train.remote(rollout_from(lora_generator), 1))
-    sync = weight_sync.make_sync("cpu", learner, [lora_generator], lora_adapter=True)
+    sync = weight_sync.make_sync("cpu", [learner], [lora_generator], lora_adapter=True)
     assert sync.name == "lora-adapter"
     sync.init()
     assert sync.update() > 0

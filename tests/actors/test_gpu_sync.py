@@ -18,7 +18,7 @@ def test_nccl_broadcast_puts_learner_weights_into_engine(ray_cluster, model_dir)
         model_dir, "bfloat16", TRAINING, "cuda", 0, 1, 1)
     address, port = ray.get(learner.rendezvous_address.remote())
     ray.get([learner.setup.remote(address, port), generator.ready.remote()])
-    sync = weight_sync.NcclBroadcastSync(learner, [generator], tensor_parallel_size=1)
+    sync = weight_sync.NcclBroadcastSync([learner], [generator], tensor_parallel_size=1)
     sync.init()
     embedding = "model.embed_tokens.weight"
     before = ray.get(generator.parameter_sum.remote(embedding))

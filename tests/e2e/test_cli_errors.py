@@ -58,3 +58,7 @@ def test_check_accepts_the_demo_recipe():
     result = tao_ray("run", "recipes/demo-cpu.yaml", "--check")
     assert result.returncode == 0, result.stderr
     assert "240 train / 60 held-out prompts" in result.stdout
+
+
+def test_resume_and_overwrite_exclude_each_other():
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "--resume", "--overwrite"), "--overwrite")
