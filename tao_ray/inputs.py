@@ -51,7 +51,9 @@ def resolve_model(recipe: Recipe) -> str:
 
 def resolve_model_path(raw: str, where: str, path: Path | None = None) -> str:
     """'demo', a local HF directory, or a hub id (cached, or downloaded when the hub is reachable)."""
-    if raw == "demo":
+    from tao_ray.demo_model import DEMO_ALIAS
+
+    if raw == DEMO_ALIAS:
         from tao_ray.demo_model import materialize
 
         return str(materialize())
