@@ -25,6 +25,15 @@ class Generation:
     """G texts, the scorer's input."""
     response_token_ids: list[list[int]]
     """G token-id lists, the learner's input (may end with EOS)."""
+    samples_drawn: int = 0
+    """Samples the strategy drew to keep these G (more than G when near-duplicates were dropped)."""
+    near_duplicates: int = 0
+    tokens_drawn: int = 0
+    """Tokens generated for this prompt, dropped samples included: the compute actually spent."""
+    rewards: list[float | None] | None = None
+    """Scores already given during sampling (the adaptive strategy), else None: the scorer stage scores them."""
+    mean_distance: float | None = None
+    """Mean pairwise distance between the kept responses (the recipe's generation.distance)."""
 
     @property
     def tokens_generated(self) -> int:

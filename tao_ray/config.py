@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from tao_ray.errors import TaoError
+from tao_ray.sampling import DEFAULT_TEMPLATE, PREVIOUS, STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,94 @@ class GenerationSection:
     """null: eager on cpu (graph capture there only slows engine start-up), CUDA graphs on cuda."""
     seed: int = 0
     """Engine seed. Sampling is seeded per engine, not per request (per-request seeds crash vLLM's CPU sampler)."""
+    strategy: str = "iid"
+    """How each prompt's group is drawn: iid (n independent samples), dedup (drop near-duplicates and top up),
+    conditioned (later samples see the earlier ones and are asked to differ) or adaptive (prompts whose scores have
+    settled stop early; their draws go to prompts whose scores still vary). See tao_ray/sampling.py."""
+    distance: str = "embedding"
+    """How far apart two responses are: embedding (cosine distance of all-MiniLM-L6-v2 sentence embeddings, in
+    [0, 2]) or jaccard (word-bigram Jaccard distance, in [0, 1]; no embedding model)."""
+    min_distance: float = 0.1
+    """dedup/conditioned/adaptive: a response closer than this to one already kept is a near-duplicate and dropped
+    (0 keeps everything). With embeddings, rewordings of one answer sit below about 0.05."""
+    draw_budget: float = 2.0
+    """dedup/conditioned/adaptive: a prompt draws at most this many times samples_per_prompt."""
+    condition_template: str = DEFAULT_TEMPLATE
+    """conditioned: appended to the prompt's last user message from the second round on; {previous} is replaced by
+    the earlier answers. The training batch never sees it: samples are trained as answers to the original prompt."""
+    settle_after: int = 2
+    """adaptive: a prompt whose first settle_after scores are all equal stops drawing."""
+
+
+@dataclass(frozen=True)
+class SqlOptions:
+    database: str = ""
+    """The SQLite file generated queries run against, read-only (never modified)."""
+    timeout_s: float = 2.0
+    """Per-query time limit (a recursive CTE bomb stops here)."""
+    max_rows: int = 1000
+
+
+@dataclass(frozen=True)
+class RewardModelOptions:
+    path: str = ""
+    """An HF sequence-classification model with one output (e.g. from `tao-ray train-rm`)."""
+    batch_size: int = 16
+    max_length: int = 1024
+    """Prompt + response tokens per scored sequence; longer ones keep their end (where the answer is)."""
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    model: str = "demo"
+    """The judge's model: an HF directory, a hub id, or demo."""
+    mode: str = "pointwise"
+    """pointwise: a 1-10 rubric score, mapped to [0, 1]. pairwise: the candidate against a reference answer (the
+    prompt's reference_response, else the judge model's own answer), judged in both orders."""
+    rubric: str = ""
+    """Judge instructions (empty: the built-in rubric for the mode)."""
+    max_tokens: int = 64
+    max_model_len: int = 2048
+    kv_cache_gb: float | None = 0.25
+    judges: int = 1
+    """Judge actors (each a vLLM engine), shared by all scorers."""
+    judge_cpus: float = 1.0
+    judge_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class FunctionOptions:
+    target: str = ""
+    """package.module:function, with signature (record: dict, response: str) -> float; importable from the
+    current directory or PYTHONPATH."""
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    url: str = ""
+    """POST endpoint of a reward service (protocol: tao_ray/rewards/http.py)."""
+    timeout_s: float = 10.0
+    retries: int = 2
+    batch_size: int = 64
 
 
 @dataclass(frozen=True)
 class ScoringSection:
     reward: str = "constraints"
-    """The reward: `constraints` (fraction of the prompt's constraints met)."""
+    """One scorer, or a weighted sum such as `0.7*sql + 0.3*reward_model`. Scorers: constraints (fraction of the
+    prompt's constraints met), sql, math (needs each prompt's "answer"), reward_model, judge, function, http.
+    Each component is logged on its own (reward/<name>)."""
+    timeout_s: float = 10.0
+    """Per-sample time limit for sql, math and function scorers: a sample that runs longer is excluded and counted
+    as failed, and the run continues."""
+    normalize: str = "none"
+    """none, or group: z-normalize each component within each prompt's group before weighting (puts a reward
+    model's arbitrary scale on par with a 0-1 verifier). Held-out evaluation always uses raw scores."""
+    sql: SqlOptions = field(default_factory=SqlOptions)
+    reward_model: RewardModelOptions = field(default_factory=RewardModelOptions)
+    judge: JudgeOptions = field(default_factory=JudgeOptions)
+    function: FunctionOptions = field(default_factory=FunctionOptions)
+    http: HttpOptions = field(default_factory=HttpOptions)
 
 
 @dataclass(frozen=True)
@@ -193,6 +277,8 @@ class Recipe:
     run: RunSection = field(default_factory=RunSection)
     source: str = ""
     """The recipe file this came from (set by the loader, not a YAML key)."""
+    overrides: tuple[str, ...] = ()
+    """The command-line overrides applied on top of it (set by the loader)."""
 
     @property
     def run_dir(self) -> Path:
@@ -202,12 +288,16 @@ class Recipe:
 REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
+    "generation.strategy": STRATEGIES,
+    "generation.distance": ("embedding", "jaccard"),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
     "training.loss_aggregation": ("token", "sequence"),
     "training.lora.sync": ("adapter", "merged"),
     "training.zero_stage": (0, 1, 2, 3),
     "resources.device": ("cpu", "cuda"),
     "logging.wandb_mode": ("auto", "offline", "online"),
+    "scoring.normalize": ("none", "group"),
+    "scoring.judge.mode": ("pointwise", "pairwise"),
 }
 
 
@@ -328,7 +418,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data = _parse_yaml(path, located)
     for override in overrides:
         _apply_override(data, override, located)
-    sections = {f.name: f for f in dataclasses.fields(Recipe) if f.name != "source"}
+    sections = {f.name: f for f in dataclasses.fields(Recipe) if f.name not in ("source", "overrides")}
     hints = typing.get_type_hints(Recipe)
     built = {}
     for name, values in data.items():
@@ -337,11 +427,27 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             hint = f"did you mean '{guess[0]}'?" if guess else f"sections: {', '.join(sections)}"
             raise TaoError(f"{located.where(str(name))}: unknown key '{name}'; {hint}")
         built[name] = _build_section(hints[name], values or {}, name, located)
-    recipe = Recipe(**built, source=str(path))
+    recipe = Recipe(**built, source=str(path), overrides=tuple(overrides))
     if not recipe.run.name:
         recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, name=path.stem))
     validate(recipe, located)
     return recipe
+
+
+def locate(recipe: Recipe, key: str) -> str:
+    """Where `key` was set, for errors raised after loading (e.g. a missing database): 'recipe.yaml: line 12',
+    'command line (key=value)', or the recipe file when the key took its default."""
+    located = _Located(recipe.source or "recipe")
+    if recipe.source and Path(recipe.source).is_file():
+        try:
+            _parse_yaml(Path(recipe.source), located)
+        except TaoError:
+            pass
+    for override in recipe.overrides:
+        dotted = override.split("=", 1)[0].strip()
+        if dotted == key or key.startswith(dotted + "."):
+            located.lines[key] = f"command line ({override})"
+    return located.where(key)
 
 
 def get(recipe: Recipe, dotted: str) -> Any:
@@ -379,11 +485,14 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
-    from tao_ray.rewards.registry import REWARDS
+    from tao_ray.rewards.compose import parse_expression
 
     for key in ("scoring.reward", "eval.reward"):
-        if get(recipe, key) is not None and get(recipe, key) not in REWARDS:
-            fail(key, f"is {get(recipe, key)!r}; use one of: {', '.join(sorted(REWARDS))}")
+        if get(recipe, key) is not None:
+            try:
+                parse_expression(get(recipe, key))
+            except ValueError as exc:
+                fail(key, str(exc))
     for key in ("training.lora.r", "training.lora.alpha", "training.lora.dropout"):
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative (training.lora.r=0 turns LoRA off)")
@@ -396,6 +505,14 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    _validate_generation(recipe.generation, fail)
+    for key in ("scoring.timeout_s", "scoring.sql.timeout_s", "scoring.http.timeout_s"):
+        if get(recipe, key) <= 0:
+            fail(key, f"is {get(recipe, key)}; it must be positive (seconds)")
+    for key in ("scoring.sql.max_rows", "scoring.reward_model.batch_size", "scoring.reward_model.max_length",
+                "scoring.judge.max_tokens", "scoring.judge.judges", "scoring.http.batch_size"):
+        if get(recipe, key) < 1:
+            fail(key, f"is {get(recipe, key)}; it must be at least 1")
     if recipe.run.max_wall_minutes is not None and recipe.run.max_wall_minutes <= 0:
         fail("run.max_wall_minutes", "must be positive, or null for no limit")
     for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience", "training.micro_batch_tokens"):
@@ -427,3 +544,21 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("generation.kv_cache_gb", "must be set on cpu: otherwise vLLM reserves a fraction of all RAM per engine")
     if recipe.data.max_prompt_tokens + recipe.generation.max_tokens > recipe.model.max_model_len:
         fail("data.max_prompt_tokens", "plus generation.max_tokens exceeds model.max_model_len; lower one or raise it")
+
+
+def _validate_generation(gen: GenerationSection, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    top = 2.0 if gen.distance == "embedding" else 1.0
+    if not 0 <= gen.min_distance <= top:
+        fail("generation.min_distance", f"is {gen.min_distance}; with generation.distance={gen.distance} it must "
+             f"be within [0, {top:g}]")
+    if gen.strategy != "iid" and gen.samples_per_prompt < 2:
+        fail("generation.samples_per_prompt", f"is {gen.samples_per_prompt}; generation.strategy={gen.strategy} "
+             "needs at least 2 samples per prompt to diversify")
+    if gen.draw_budget < 1:
+        fail("generation.draw_budget", f"is {gen.draw_budget}; it must be at least 1 (draws per kept sample)")
+    if PREVIOUS not in gen.condition_template:
+        fail("generation.condition_template", f"must contain the placeholder {PREVIOUS} (where the earlier "
+             "answers go)")
+    if gen.strategy == "adaptive" and not 2 <= gen.settle_after <= gen.samples_per_prompt:
+        fail("generation.settle_after", f"is {gen.settle_after}; it must be between 2 and "
+             f"generation.samples_per_prompt ({gen.samples_per_prompt})")

@@ -29,6 +29,7 @@ from tao_ray.core import diversity, microbatch, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.inputs import RunInputs
+from tao_ray.sampling import SamplingPlan
 from tao_ray.tracking import Tracker, hardware
 
 
@@ -50,6 +51,7 @@ class TaoDriver:
         self.started_ray = False
         self.started_at = time.perf_counter()
         self.best: tuple[int, float] = (0, float("-inf"))  # (iteration, held-out reward)
+        self.adaptive_failures = 0
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -71,12 +73,17 @@ class TaoDriver:
                            f"{res.scorers} scorer(s), {res.learners} learner rank(s)")
         started = time.perf_counter()
         self.generators = launch.start_generators(recipe, self.inputs.model_dir)
-        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward)
         eval_reward = recipe.eval.reward or recipe.scoring.reward
-        self.eval_scorers = (self.scorers if eval_reward == recipe.scoring.reward
-                             else launch.start_scorers(recipe, eval_reward))
+        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir)
+                       if "judge" in recipe.scoring.reward + eval_reward else [])
+        normalize = recipe.scoring.normalize == "group"
+        paths = self.inputs.scoring_paths
+        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths)
+        # Held-out answers are single samples: group normalization would zero them, so eval scores stay raw.
+        self.eval_scorers = (self.scorers if eval_reward == recipe.scoring.reward and not normalize
+                             else launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths))
         self.learners = launch.start_learners(recipe, self.inputs.model_dir)
-        engine_s = ray.get([g.ready.remote() for g in self.generators])
+        engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges])
         lora = recipe.training.lora
         self.sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
                                           lora_adapter=lora.r > 0 and lora.sync == "adapter")
@@ -101,6 +108,7 @@ class TaoDriver:
                 generations = self.generate(prompts)
             with self.timed(timing, "score", iteration):
                 rewards, failed = self.score(prompts, generations)
+                scoring = self.scoring_stats(self.scorers)
             batch = self.build_batch(generations, rewards)
             with self.timed(timing, "train", iteration):
                 train_metrics = self.learn(batch)
@@ -114,15 +122,19 @@ class TaoDriver:
                 self.checkpoint(iteration, self.heldout_mean(heldout_scores))
 
             flat_rewards = [r for group in rewards for r in group if r is not None]
-            tokens = sum(g.tokens_generated for g in generations)
+            tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
             self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
-                "train_reward_mean": mean(flat_rewards), "samples_generated": len(flat_rewards) + failed,
+                "train_reward_mean": mean(flat_rewards),
+                "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
                 "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
                 "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
                 "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
+                "scoring": scoring,
                 "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
-                "diversity": diversity.batch_metrics([g.response_texts for g in generations], rewards,
-                                                     [g.tokens_generated for g in generations])})
+                "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
+                    [g.response_texts for g in generations], rewards,
+                    [g.tokens_drawn or g.tokens_generated for g in generations],
+                    [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
             reason = self.stop_reason() if heldout_scores is not None else None
             if reason:
                 return self.finish(reason)
@@ -134,23 +146,54 @@ class TaoDriver:
     # ---- stages ------------------------------------------------------------------------------------------------
 
     def generate(self, prompts: list[PromptRecord], greedy: bool = False) -> list[Generation]:
+        """Groups of candidates from every generator. The adaptive strategy scores while it samples, so its
+        Generations arrive with rewards; the score stage then skips them."""
         gen = self.recipe.generation
         n, temperature = (1, 0.0) if greedy else (gen.samples_per_prompt, gen.temperature)
+        plan = None if greedy else self.sampling_plan()
         indexed = [(i, list(p.messages)) for i, p in enumerate(prompts)]
         shards = split_evenly(indexed, len(self.generators))
-        calls = [g.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens)
-                 for g, shard in zip(self.generators, shards) if shard]
-        return [generation for part in ray.get(calls) for generation in part]
+        adaptive = plan is not None and plan.strategy == "adaptive"
+        calls = [g.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens, plan,
+                                   self.scorers[k % len(self.scorers)] if adaptive else None,
+                                   [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
+                 for k, (g, shard) in enumerate(zip(self.generators, shards)) if shard]
+        generations = [generation for part in ray.get(calls) for generation in part]
+        if adaptive:
+            self.adaptive_failures = sum(ray.get([g.take_scoring_failures.remote() for g in self.generators]))
+        return generations
+
+    def sampling_plan(self) -> SamplingPlan:
+        gen = self.recipe.generation
+        return SamplingPlan(strategy=gen.strategy, n=gen.samples_per_prompt, min_distance=gen.min_distance,
+                            max_draws=max(gen.samples_per_prompt, math.ceil(gen.draw_budget * gen.samples_per_prompt)),
+                            template=gen.condition_template, settle_after=gen.settle_after)
 
     def score(self, prompts: list[PromptRecord], generations: list[Generation], scorers: list | None = None
               ) -> tuple[list[list[float | None]], int]:
+        """Scores per generation (those scored during sampling keep theirs) and the number of failed samples."""
         scorers = scorers or self.scorers
-        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in generations]
+        todo = [g for g in generations if g.rewards is None]
+        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
         shards = split_evenly(pairs, len(scorers))
         calls = [s.score.remote([r for r, _ in shard], [t for _, t in shard])
                  for s, shard in zip(scorers, shards) if shard]
         results = ray.get(calls)
-        return [scores for part, _ in results for scores in part], sum(failed for _, failed in results)
+        fresh = iter([scores for part, _ in results for scores in part])
+        failed = sum(failed for _, failed in results) + (self.adaptive_failures if len(todo) < len(generations)
+                                                         else 0)
+        return [g.rewards if g.rewards is not None else next(fresh) for g in generations], failed
+
+    @staticmethod
+    def scoring_stats(scorers: list) -> dict[str, Any]:
+        """Each component's mean raw score (reward/<name>) and failures, merged over the scorers."""
+        parts = ray.get([s.take_stats.remote() for s in scorers])
+        merged: dict[str, Any] = {"scoring/failed": sum(p["scoring/failed"] for p in parts),
+                                  "scoring/failure_reasons": [r for p in parts for r in p["scoring/failure_reasons"]]}
+        for key in parts[0]:
+            if key.startswith("reward/"):
+                merged[key] = mean([p[key] for p in parts if p[key] is not None])
+        return merged
 
     def build_batch(self, generations: list[Generation], rewards: list[list[float | None]]) -> RolloutBatch:
         training = self.recipe.training
@@ -181,6 +224,7 @@ class TaoDriver:
         heldout = self.inputs.heldout
         generations = self.generate(heldout, greedy=True)
         rewards, _ = self.score(heldout, generations, self.eval_scorers)
+        self.eval_scoring = self.scoring_stats(self.eval_scorers)
         return [group[0] for group in rewards]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
@@ -251,6 +295,7 @@ class TaoDriver:
             if iteration > 0:
                 row["heldout_vs_base"] = self.versus_base(heldout_scores)
             row["heldout_scores"] = heldout_scores
+            row["heldout_scoring"] = self.eval_scoring
         summary = self.tracker.summary
         summary["best_iteration"], summary["best_heldout_reward"] = self.best
         summary["checkpoint_dir"] = (self.inputs.model_dir if self.best[0] == 0
@@ -271,7 +316,7 @@ class TaoDriver:
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.finish()
-        actors = {id(a): a for role in ("generators", "scorers", "eval_scorers", "learners")
+        actors = {id(a): a for role in ("generators", "scorers", "eval_scorers", "judges", "learners")
                   for a in getattr(self, role, [])}
         for actor in actors.values():
             ray.kill(actor)

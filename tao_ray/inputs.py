@@ -5,13 +5,14 @@ In: a Recipe. Out: `RunInputs` (model directory, prompt records), or a TaoError 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tao_ray.config import Recipe
+from tao_ray.config import Recipe, locate
 from tao_ray.data.prompts import PromptRecord, load_prompts
 from tao_ray.errors import TaoError
 
@@ -23,6 +24,9 @@ class RunInputs:
     model_dir: str
     train: list[PromptRecord]
     heldout: list[PromptRecord]
+    judge_model_dir: str | None = None
+    scoring_paths: dict[str, str] | None = None
+    """Scorer files resolved to absolute paths (actors may run in another directory), by dotted key under scoring."""
 
 
 def resolve_path(raw: str, recipe: Recipe) -> Path:
@@ -99,4 +103,77 @@ def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
     if check_lengths:
         check_prompt_lengths(train, model_dir, data.max_prompt_tokens, train_file)
         check_prompt_lengths(heldout, model_dir, data.max_prompt_tokens, heldout_file)
-    return RunInputs(model_dir=model_dir, train=train, heldout=heldout)
+    judge_model_dir = check_scoring(recipe, [(train_file, train), (heldout_file, heldout)])
+    scoring_paths = {key: str(resolve_path(raw, recipe).resolve()) for key, raw in (
+        ("sql.database", recipe.scoring.sql.database), ("reward_model.path", recipe.scoring.reward_model.path)) if raw}
+    return RunInputs(model_dir=model_dir, train=train, heldout=heldout, judge_model_dir=judge_model_dir,
+                     scoring_paths=scoring_paths)
+
+
+def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptRecord]]]) -> str | None:
+    """What the named scorers need, checked before any actor starts: the database, the module, the reward model,
+    the judge's model, and the prompts' reference answers. Returns the judge's model directory, if a judge runs."""
+    from tao_ray.rewards.compose import parse_expression
+
+    scoring = recipe.scoring
+    names = {name for expression in (scoring.reward, recipe.eval.reward) if expression
+             for name, _ in parse_expression(expression)}
+
+    def fail(key: str, problem: str) -> TaoError:
+        return TaoError(f"{locate(recipe, key)}: key '{key}' {problem}")
+
+    if "sql" in names:
+        _check_database(recipe, fail)
+    if "function" in names:
+        from tao_ray.rewards.function import load_function
+
+        if not scoring.function.target:
+            raise fail("scoring.function.target", "is required by the function scorer; name package.module:function")
+        try:
+            load_function(scoring.function.target)
+        except ValueError as exc:
+            raise fail("scoring.function.target", str(exc)) from None
+    if "http" in names and not scoring.http.url.startswith(("http://", "https://")):
+        raise fail("scoring.http.url", f"is {scoring.http.url!r}; the http scorer needs an http(s):// URL")
+    if "reward_model" in names:
+        _check_reward_model(recipe, fail)
+    if "math" in names:
+        for file, records in prompt_files:
+            missing = next((r for r in records if r.answer is None), None)
+            if missing is not None:
+                raise TaoError(f"{file}: prompt id {missing.id!r} has no \"answer\", which the math scorer "
+                               f"({locate(recipe, 'scoring.reward')}) needs")
+    if "judge" in names:
+        return resolve_model_path(scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
+                                  "'scoring.judge.model'", resolve_path(scoring.judge.model, recipe))
+    return None
+
+
+def _check_database(recipe: Recipe, fail) -> None:
+    import sqlite3
+
+    raw = recipe.scoring.sql.database
+    if not raw:
+        raise fail("scoring.sql.database", "is required by the sql scorer; name a SQLite file")
+    path = resolve_path(raw, recipe)
+    if not path.is_file():
+        raise fail("scoring.sql.database", f"names {raw}, which does not exist")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise fail("scoring.sql.database", f"names {raw}, which is not a readable SQLite database ({exc})") from None
+
+
+def _check_reward_model(recipe: Recipe, fail) -> None:
+    import json
+
+    raw = recipe.scoring.reward_model.path
+    path = resolve_path(raw, recipe) if raw else None
+    if path is None or not (path / "config.json").is_file():
+        raise fail("scoring.reward_model.path", f"is {raw!r}; the reward_model scorer needs a model directory "
+                   "with config.json (e.g. from tao-ray train-rm)")
+    config = json.loads((path / "config.json").read_text())
+    labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)  # transformers' default is 2
+    if labels != 1:
+        raise fail("scoring.reward_model.path", f"names a model with {labels} outputs; a reward model has exactly 1")

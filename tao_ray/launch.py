@@ -47,14 +47,35 @@ def start_generators(recipe: Recipe, model_dir: str) -> list:
     lora = recipe.training.lora
     lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
     return [cls.remote(model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb,
-                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager, lora_rank)
+                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager, lora_rank,
+                       gen.distance, res.device)
             for i in range(res.generators)]
 
 
-def start_scorers(recipe: Recipe, reward: str) -> list:
+def start_judges(recipe: Recipe, judge_model_dir: str) -> list:
+    """vLLM judge engines, shared by every scorer whose reward includes `judge`."""
+    from tao_ray.actors.judge import JudgeActor
+
+    judge, res = recipe.scoring.judge, recipe.resources
+    cls = ray.remote(num_cpus=judge.judge_cpus, num_gpus=judge.judge_gpus)(JudgeActor)
+    eager = recipe.generation.enforce_eager if recipe.generation.enforce_eager is not None else res.device == "cpu"
+    return [cls.remote(judge_model_dir, recipe.model.dtype, judge.max_model_len, judge.kv_cache_gb,
+                       recipe.generation.gpu_memory_utilization, recipe.generation.seed + i,
+                       1, eager, judge.mode, judge.rubric or None, judge.max_tokens)
+            for i in range(judge.judges)]
+
+
+def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: list | None = None,
+                  paths: dict[str, str] | None = None) -> list:
+    """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths)."""
     # A scorer that dies (e.g. a reward function crashing its process) is restarted once and the call retried once.
     cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1, max_task_retries=1)(ScorerActor)
-    return [cls.remote(reward) for _ in range(recipe.resources.scorers)]
+    scoring = dataclasses.asdict(recipe.scoring)
+    for dotted, path in (paths or {}).items():
+        section, key = dotted.split(".")
+        scoring[section][key] = path
+    return [cls.remote(reward, scoring, normalize, recipe.resources.device, judges)
+            for _ in range(recipe.resources.scorers)]
 
 
 def start_learners(recipe: Recipe, model_dir: str) -> list:

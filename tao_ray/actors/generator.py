@@ -10,12 +10,15 @@ import time
 
 from tao_ray import weight_sync
 from tao_ray.batch import Generation
+from tao_ray.core import diversity
+from tao_ray.sampling import Sample, Sampler, SamplingPlan
 
 
 class GeneratorActor:
     def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
-                 enforce_eager: bool = False, lora_rank: int = 0):
+                 enforce_eager: bool = False, lora_rank: int = 0, distance: str = "embedding",
+                 device: str = "cpu"):
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
@@ -34,6 +37,9 @@ class GeneratorActor:
         self.tokenizer = self.llm.get_tokenizer()
         self.lora_request = None
         self.adapter_dir: str | None = None
+        self.max_model_len, self.device, self.distance_kind = max_model_len, device, distance
+        self.embedder = None
+        self.scoring_failed = 0
 
     def ready(self) -> float:
         """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
@@ -45,18 +51,66 @@ class GeneratorActor:
         return list(encoded["input_ids"])
 
     def generate(self, prompts: list[tuple[int, list[dict[str, str]]]], n: int, temperature: float, top_p: float,
-                 max_tokens: int) -> list[Generation]:
-        """`prompts` are (index, messages) pairs; temperature 0 means greedy (then n should be 1)."""
+                 max_tokens: int, plan: SamplingPlan | None = None, scorer=None,
+                 records: list[dict] | None = None) -> list[Generation]:
+        """`prompts` are (index, messages) pairs; temperature 0 means greedy (then n should be 1). `plan` picks the
+        sampling strategy (default: n iid samples). The adaptive strategy scores while it samples: it needs a
+        ScorerActor handle and each prompt's record, in the order of `prompts`."""
+        plan = plan or SamplingPlan(n=n, max_draws=n)
+        score = None
+        if plan.strategy == "adaptive":
+            import ray
+
+            def score(indices: list[int], texts: list[list[str]]) -> list[list[float | None]]:
+                scores, failed = ray.get(scorer.score.remote([records[i] for i in indices], texts))
+                self.scoring_failed += failed
+                return scores
+
+        self.scoring_failed = 0
+        needs_distance = plan.min_distance > 0 or plan.strategy != "iid" or n > 1
+        embed = self._embedder() if needs_distance and self.distance_kind == "embedding" else None
+        sampler = Sampler(plan, draw=lambda requests: self._draw(requests, temperature, top_p, max_tokens),
+                          embed=embed, distance=self._distance(), score=score,
+                          fits=lambda messages: len(self.prompt_token_ids(messages)) + max_tokens
+                          <= self.max_model_len)
+        groups = sampler.run([messages for _, messages in prompts])
+        distance = self._distance()
+        return [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(group.messages),
+                           response_texts=[s.text for s in group.kept],
+                           response_token_ids=[s.token_ids for s in group.kept],
+                           samples_drawn=group.drawn, near_duplicates=group.near_duplicates,
+                           tokens_drawn=group.tokens_drawn,
+                           rewards=list(group.scores) if plan.strategy == "adaptive" else None,
+                           mean_distance=(diversity.mean_pairwise_distance(group.keys, distance)
+                                          if needs_distance else None))
+                for (index, _), group in zip(prompts, groups, strict=True)]
+
+    def take_scoring_failures(self) -> int:
+        """Scorer failures during the last adaptive generate call (its scores travel inside the Generations)."""
+        return self.scoring_failed
+
+    def _draw(self, requests: list[tuple[list[dict[str, str]], int]], temperature: float, top_p: float,
+              max_tokens: int) -> list[list[Sample]]:
+        """One engine call for every (messages, count) request."""
         from vllm import SamplingParams
 
-        token_ids = [self.prompt_token_ids(messages) for _, messages in prompts]
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params, use_tqdm=False,
-                                    lora_request=self.lora_request)
-        return [Generation(prompt_index=index, prompt_token_ids=ids,
-                           response_texts=[c.text for c in out.outputs],
-                           response_token_ids=[list(c.token_ids) for c in out.outputs])
-                for (index, _), ids, out in zip(prompts, token_ids, outputs, strict=True)]
+        prompts = [{"prompt_token_ids": self.prompt_token_ids(messages)} for messages, _ in requests]
+        params = [SamplingParams(n=count, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+                  for _, count in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
+        return [[Sample(c.text, list(c.token_ids)) for c in out.outputs] for out in outputs]
+
+    def _embedder(self):
+        if self.embedder is None:
+            from tao_ray.embeddings import Embedder
+
+            self.embedder = Embedder("cuda" if self.device == "cuda" else "cpu")
+        return self.embedder
+
+    def _distance(self):
+        if self.distance_kind == "embedding":
+            return lambda u, v: float(1.0 - (u @ v))  # unit vectors: cosine distance in [0, 2]
+        return diversity.jaccard_distance
 
     # ---- weight sync (see tao_ray/weight_sync.py for the protocol) ----
 

@@ -6,9 +6,9 @@ CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-bat
 
 from __future__ import annotations
 
-import os
 import time
 
+from tao_ray.actors import distributed
 from tao_ray.batch import RolloutBatch
 
 
@@ -19,33 +19,19 @@ class LearnerActor:
         self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
 
     def rendezvous_address(self) -> tuple[str, int]:
-        """Rank 0 names the torch.distributed rendezvous on its own node, so ranks can span nodes."""
-        import socket
-
-        import ray
-
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        return distributed.rendezvous_address()
 
     def setup(self, master_address: str, master_port: int) -> int:
         """Join the process group and build the DeepSpeed engine; every rank must call this concurrently."""
-        rank, world_size, device, dtype = self.rank, self.world_size, self.device, self.dtype
-        training, model_path, num_threads = self.training, self.model_path, self.num_threads
-        os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
-                           "MASTER_ADDR": master_address, "MASTER_PORT": str(master_port)})
-        if device == "cpu":
-            os.environ["DS_ACCELERATOR"] = "cpu"  # must precede the first deepspeed import
-        import deepspeed
+        rank, device, dtype, training = self.rank, self.device, self.dtype, self.training
+        distributed.join_process_group(rank, self.world_size, master_address, master_port, device)
         import torch
         from transformers import AutoModelForCausalLM
 
-        torch.set_num_threads(max(1, num_threads))
+        torch.set_num_threads(max(1, self.num_threads))
         torch.manual_seed(training["seed"] + rank)
-        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl", verbose=False)
         torch_dtype = getattr(torch, dtype)
-        policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
         if training["gradient_checkpointing"]:
             policy.gradient_checkpointing_enable()
         self.pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
@@ -59,22 +45,11 @@ class LearnerActor:
             self.reference = None  # the reference is the policy with its adapter disabled: no second copy
         else:
             # The frozen reference is a second copy: the KL anchor must not move with the policy.
-            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).eval()
+            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype).eval()
             self.reference.requires_grad_(False)
-        trainable = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=training["lr"], weight_decay=training["weight_decay"])
-        ds_config = {
-            "train_micro_batch_size_per_gpu": training["micro_batch_size"],
-            # Accumulation is driven explicitly (set_gradient_accumulation_boundary), because the number of kept
-            # samples varies per iteration; DeepSpeed's own counter assumes a fixed count.
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": training["max_grad_norm"],
-            "zero_optimization": {"stage": training["zero_stage"]},
-            "bf16": {"enabled": dtype == "bfloat16" and device != "cpu"},
-            "zero_allow_untested_optimizer": True,
-            "steps_per_print": 2**31 - 1,
-        }
-        self.engine, *_ = deepspeed.initialize(model=policy, optimizer=optimizer, config=ds_config)
+        self.engine = distributed.make_engine(policy, training["lr"], training["weight_decay"],
+                                              training["micro_batch_size"], training["max_grad_norm"],
+                                              training["zero_stage"], bf16=dtype == "bfloat16" and device != "cpu")
         self.torch_device = self.engine.device
         if self.reference is not None:
             self.reference.to(self.torch_device)

@@ -1,30 +1,73 @@
-"""ScorerActor: applies the recipe's reward to (prompt, response) pairs in batches.
+"""ScorerActor: rates (prompt, response) pairs with the recipe's reward, one scorer or a weighted sum of several.
 
-In: prompt records (plain dicts) and one list of response texts per record. Out: one list of scores per record;
-a score is None where the reward function raised, and the failure is counted, never fatal.
+In: prompt records (plain dicts) and one list of response texts per record (a group). Out: one list of scores per
+record and the number of failed samples. A sample is None (excluded from learning, counted as failed) where any
+component failed on it: raised, hung past the per-sample timeout, crashed its process, or its service was down.
+Each component's raw mean and the failure reasons are kept for logging until the driver takes them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from tao_ray.rewards import registry
+from tao_ray.rewards.compose import combine, parse_expression, z_normalize
+
+MAX_REASONS = 5
 
 
 class ScorerActor:
-    def __init__(self, reward: str):
-        self.reward_name = reward
-        self.reward_fn = registry.resolve(reward)
-        self.failed = 0
+    def __init__(self, reward: str, scoring: dict[str, Any] | None = None, normalize: bool = False,
+                 device: str = "cpu", judges: list | None = None):
+        if scoring is None:
+            from tao_ray.config import ScoringSection
+
+            scoring = dataclasses.asdict(ScoringSection())
+        self.weights = dict(parse_expression(reward))
+        self.components = {name: registry.build(name, scoring, device, judges) for name in self.weights}
+        self.normalize = normalize
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self.sums = {name: [0.0, 0] for name in self.weights}
+        self.failed, self.reasons = 0, []
 
     def score(self, records: list[dict], responses: list[list[str]]) -> tuple[list[list[float | None]], int]:
         """Returns (scores per record, failures in this call)."""
-        failed_before = self.failed
-        scores = [[self._score_one(record, text) for text in texts]
-                  for record, texts in zip(records, responses, strict=True)]
-        return scores, self.failed - failed_before
+        flat_records = [record for record, texts in zip(records, responses, strict=True) for _ in texts]
+        flat_texts = [text for texts in responses for text in texts]
+        per_component = {}
+        for name, component in self.components.items():
+            flat = component.score(flat_records, flat_texts)
+            self.reasons.extend(f"{name}: {reason}" for reason in getattr(component, "last_failures", []))
+            values = [x for x in flat if x is not None]
+            self.sums[name][0] += sum(values)
+            self.sums[name][1] += len(values)
+            per_component[name] = _regroup(flat, [len(texts) for texts in responses])
+        if self.normalize:
+            per_component = {name: z_normalize(groups) for name, groups in per_component.items()}
+        combined = combine(per_component, self.weights)
+        failed = sum(x is None for group in combined for x in group)
+        self.failed += failed
+        self.reasons = self.reasons[-MAX_REASONS:]
+        return combined, failed
 
-    def _score_one(self, record: dict, text: str) -> float | None:
-        try:
-            return float(self.reward_fn(record, text))
-        except Exception:  # one bad sample must not sink the batch: it is excluded and counted instead
-            self.failed += 1
-            return None
+    def take_stats(self) -> dict[str, Any]:
+        """Raw mean per component (reward/<name>), failures and their last reasons since the previous call."""
+        stats = {f"reward/{name}": (total / count if count else None) for name, (total, count) in self.sums.items()}
+        stats.update({"scoring/failed": self.failed, "scoring/failure_reasons": list(self.reasons)})
+        self._reset_stats()
+        return stats
+
+    def __del__(self):
+        for component in getattr(self, "components", {}).values():
+            component.close()
+
+
+def _regroup(flat: list, sizes: list[int]) -> list[list]:
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(flat[start:start + size])
+        start += size
+    return groups

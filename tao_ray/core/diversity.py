@@ -71,17 +71,29 @@ def unique_score_fraction(rewards_per_group: Sequence[Sequence[float]]) -> float
 
 
 def batch_metrics(texts_per_group: Sequence[Sequence[str]], rewards_per_group: Sequence[Sequence[float | None]],
-                  tokens_per_group: Sequence[int]) -> dict[str, float]:
-    """The per-iteration diversity record (lexical distances; failed scores are left out of the score metrics)."""
+                  tokens_per_group: Sequence[int], distance_per_group: Sequence[float | None] | None = None,
+                  drawn_per_group: Sequence[int] | None = None) -> dict[str, float | None]:
+    """The per-iteration diversity record. Failed scores (None) are left out of the score metrics.
+
+    tokens_per_group are the tokens *spent* per prompt (dropped near-duplicates included), so
+    tokens_per_signal_group is the generation cost of one group that teaches the learner something.
+    distance_per_group: each group's mean pairwise distance under the recipe's distance (else Jaccard is used).
+    """
+    groups = max(len(texts_per_group), 1)
     scored = [[r for r in group if r is not None] for group in rewards_per_group]
-    signal_groups = [i for i, g in enumerate(scored) if len(g) >= 2 and max(g) != min(g)]
-    signal_tokens = sum(tokens_per_group[i] for i in signal_groups)
+    signal_groups = sum(1 for g in scored if len(g) >= 2 and max(g) != min(g))
+    jaccard = [mean_pairwise_distance(t, jaccard_distance) for t in texts_per_group]
+    distances = [d for d in (distance_per_group or jaccard) if d is not None]
+    kept = sum(len(t) for t in texts_per_group)
     return {
-        "distinct_1": sum(distinct_n(t, 1) for t in texts_per_group) / max(len(texts_per_group), 1),
-        "distinct_2": sum(distinct_n(t, 2) for t in texts_per_group) / max(len(texts_per_group), 1),
-        "mean_pairwise_jaccard": (sum(mean_pairwise_distance(t, jaccard_distance) for t in texts_per_group)
-                                  / max(len(texts_per_group), 1)),
+        "distinct_1": sum(distinct_n(t, 1) for t in texts_per_group) / groups,
+        "distinct_2": sum(distinct_n(t, 2) for t in texts_per_group) / groups,
+        "mean_pairwise_distance": sum(distances) / len(distances) if distances else None,
+        "mean_pairwise_jaccard": sum(jaccard) / groups,
         "signal_fraction": signal_fraction(scored),
         "unique_score_fraction": unique_score_fraction(scored),
-        "tokens_per_signal_group": signal_tokens / len(signal_groups) if signal_groups else None,
+        "samples_drawn": sum(drawn_per_group) if drawn_per_group is not None else kept,
+        "samples_kept": kept,
+        "tokens_spent": sum(tokens_per_group),
+        "tokens_per_signal_group": sum(tokens_per_group) / signal_groups if signal_groups else None,
     }

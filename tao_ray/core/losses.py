@@ -111,3 +111,14 @@ def sft_loss(logprobs_BR: torch.Tensor, mask_BR: torch.Tensor, denominator: floa
     """Negative log-likelihood per response token (best-of-N fine-tuning). `denominator`: tokens in the batch."""
     loss = aggregate(-logprobs_BR, mask_BR, "token", denominator)
     return loss, {"loss": float(aggregate(-logprobs_BR.detach(), mask_BR, "token"))}
+
+
+def bradley_terry_loss(chosen_B: torch.Tensor, rejected_B: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Reward-model loss on preference pairs: -log sigmoid(r_chosen - r_rejected), averaged over the B pairs.
+
+    Under the Bradley-Terry model P(chosen > rejected) = sigmoid(r_c - r_r); this is its negative log-likelihood.
+    """
+    margin_B = chosen_B.float() - rejected_B.float()
+    loss = -torch.nn.functional.logsigmoid(margin_B).mean()
+    return loss, {"loss": float(loss), "accuracy": float((margin_B > 0).float().mean()),
+                  "margin": float(margin_B.mean())}

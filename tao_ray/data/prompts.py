@@ -1,7 +1,9 @@
 """Prompt files: JSONL, one prompt per line, validated line by line.
 
 A line is either {"messages": [{"role": "user", "content": "..."}, ...]} (OpenAI chat format) or {"prompt": "..."},
-plus optional "id", "constraints" (checked by the constraint verifier) and "metadata" (kept, not interpreted).
+plus optional "id", "constraints" (checked by the constraint verifier), "answer" (the reference final answer, for
+the math scorer), "reference_sql" (a query whose result the sql scorer compares against), "reference_response" (the
+judge's pairwise reference) and "metadata" (kept, passed to function and http scorers, not interpreted).
 In: a path. Out: a list of `PromptRecord`, or a TaoError naming the file, line and key.
 """
 
@@ -15,7 +17,8 @@ from typing import Any
 from tao_ray.errors import TaoError
 from tao_ray.rewards.constraints import validate_constraint
 
-KNOWN_KEYS = {"id", "messages", "prompt", "constraints", "metadata"}
+REFERENCE_KEYS = ("answer", "reference_sql", "reference_response")
+KNOWN_KEYS = {"id", "messages", "prompt", "constraints", "metadata", *REFERENCE_KEYS}
 ROLES = {"system", "user", "assistant"}
 
 
@@ -26,11 +29,15 @@ class PromptRecord:
     """The chat to continue; a plain {"prompt": ...} becomes one user message."""
     constraints: tuple[dict[str, Any], ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None
+    reference_sql: str | None = None
+    reference_response: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The plain form that reward functions receive."""
         return {"id": self.id, "messages": list(self.messages), "constraints": list(self.constraints),
-                "metadata": self.metadata}
+                "metadata": self.metadata, "answer": self.answer, "reference_sql": self.reference_sql,
+                "reference_response": self.reference_response}
 
 
 def _record(obj: Any, where: str, index: int) -> PromptRecord:
@@ -69,8 +76,16 @@ def _record(obj: Any, where: str, index: int) -> PromptRecord:
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
         raise TaoError(f"{where}: key 'metadata' must be an object")
+    references = {}
+    for key in REFERENCE_KEYS:
+        value = obj.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "answer":
+            value = str(value)  # {"answer": 42} is as good as {"answer": "42"}
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise TaoError(f"{where}: key '{key}' must be a non-empty string")
+        references[key] = value
     return PromptRecord(id=str(obj.get("id", index)), messages=messages, constraints=tuple(constraints),
-                        metadata=metadata)
+                        metadata=metadata, **references)
 
 
 def load_prompts(path: str | Path, limit: int | None = None, key: str = "prompt file") -> list[PromptRecord]:

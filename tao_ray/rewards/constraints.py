@@ -61,6 +61,11 @@ CHECKS: dict[str, tuple[dict[str, type], Callable[[str, dict[str, Any]], bool]]]
     "paragraphs": ({"n": int}, lambda t, p: len(_paragraphs(t)) == p["n"]),
     "quoted": ({}, lambda t, p: len(t.strip()) >= 2 and t.strip()[0] == '"' and t.strip()[-1] == '"'),
     "no_digits": ({}, lambda t, p: not any(c.isdigit() for c in t)),
+    "min_sentences": ({"n": int}, lambda t, p: len(_sentences(t)) >= p["n"]),
+    "keyword_count": ({"keyword": str, "n": int},
+                      lambda t, p: len(re.findall(rf"\b{re.escape(p['keyword'].lower())}\b", t.lower())) >= p["n"]),
+    "title": ({}, lambda t, p: re.search(r"<<[^<>\n]+>>", t) is not None),
+    "postscript": ({}, lambda t, p: re.search(r"^\s*P\.\s?S\.", t, flags=re.MULTILINE) is not None),
 }
 
 

@@ -20,6 +20,10 @@ from tao_ray.rewards.constraints import CHECKS, check, constraint_reward, valida
     ({"type": "paragraphs", "n": 2}, "First.\n\nSecond.", "Only one."),
     ({"type": "quoted"}, '"hello"', 'hello"'),
     ({"type": "no_digits"}, "seven", "7 days"),
+    ({"type": "min_sentences", "n": 2}, "One. Two.", "Just one."),
+    ({"type": "keyword_count", "keyword": "tea", "n": 2}, "Tea and more tea.", "Tea and teapots."),
+    ({"type": "title"}, "<<A Poem>>\nRoses...", "A Poem\nRoses..."),
+    ({"type": "postscript"}, "Hello.\nP.S. bye", "Hello. PS bye"),
 ])
 def test_each_check_on_known_texts(constraint, good, bad):
     assert validate_constraint(constraint) is None
@@ -29,7 +33,8 @@ def test_each_check_on_known_texts(constraint, good, bad):
 
 def test_every_check_is_covered_above():
     covered = {"lowercase", "uppercase", "no_commas", "max_words", "min_words", "max_sentences", "include_keywords",
-               "forbidden_words", "json", "bullets", "starts_with", "ends_with", "paragraphs", "quoted", "no_digits"}
+               "forbidden_words", "json", "bullets", "starts_with", "ends_with", "paragraphs", "quoted", "no_digits",
+               "min_sentences", "keyword_count", "title", "postscript"}
     assert covered == set(CHECKS)
 
 

@@ -47,5 +47,13 @@ def test_batch_metrics_record():
     metrics = diversity.batch_metrics([["a b", "a b"], ["a b", "c d"]], [[0.5, 0.5], [0.0, None]], [10, 30])
     assert metrics["signal_fraction"] == 0.0  # group 2 has one scored sample left: no comparison possible
     metrics = diversity.batch_metrics([["a b", "a b"], ["a b", "c d"]], [[0.5, 0.5], [0.0, 1.0]], [10, 30])
-    assert metrics["signal_fraction"] == 0.5 and metrics["tokens_per_signal_group"] == 30
+    # 40 tokens spent in all, one group with signal -> 40 tokens per signal group
+    assert metrics["signal_fraction"] == 0.5 and metrics["tokens_per_signal_group"] == 40
+    assert metrics["samples_drawn"] == metrics["samples_kept"] == 4
     assert metrics["mean_pairwise_jaccard"] == 0.5 and metrics["distinct_2"] == 0.75
+
+
+def test_batch_metrics_with_distances_and_draws():
+    metrics = diversity.batch_metrics([["a b"], ["a b", "c d"]], [[0.5], [0.0, 1.0]], [10, 30], [None, 0.8], [3, 2])
+    assert metrics["mean_pairwise_distance"] == pytest.approx(0.8)
+    assert (metrics["samples_drawn"], metrics["samples_kept"]) == (5, 3)

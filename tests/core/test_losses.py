@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from tao_ray.core.losses import aggregate, clipped_policy_gradient, kl_k3, token_logprobs
@@ -99,3 +100,12 @@ def test_sft_loss_is_token_mean_nll():
     # tokens with log-probs ln 0.5 and ln 0.25 -> NLL (0.6931 + 1.3863) / 2 = 1.0397
     loss, _ = sft_loss(torch.tensor([[math.log(0.5), math.log(0.25), 0.0]]), torch.tensor([[1.0, 1.0, 0.0]]))
     assert abs(float(loss) - (math.log(2) + math.log(4)) / 2) < 1e-5
+
+
+def test_bradley_terry_loss_by_hand():
+    from tao_ray.core.losses import bradley_terry_loss
+
+    # margins 0 and ln 3: -log sigmoid(0) = ln 2; -log sigmoid(ln 3) = -log(3/4) = ln(4/3); mean of the two
+    loss, metrics = bradley_terry_loss(torch.tensor([1.0, math.log(3.0)]), torch.tensor([1.0, 0.0]))
+    assert float(loss) == pytest.approx((math.log(2.0) + math.log(4 / 3)) / 2)
+    assert metrics["accuracy"] == 0.5  # a tie is not a win

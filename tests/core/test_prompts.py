@@ -26,7 +26,8 @@ def test_chat_and_plain_formats(tmp_path):
 
 @pytest.mark.parametrize("content, expected", [
     ('{"prompt": "ok"}\n{"prompt": "broken"\n', "line 2: malformed JSON"),
-    ('{"prompt": "ok", "answer": 3}\n', "line 1: unknown key 'answer'"),
+    ('{"prompt": "ok", "label": 3}\n', "line 1: unknown key 'label'"),
+    ('{"prompt": "ok", "reference_sql": ""}\n', "line 1: key 'reference_sql' must be a non-empty string"),
     ('{"prompt": "   "}\n', "line 1: key 'prompt' must be a non-empty string"),
     ('{"messages": []}\n', "line 1: key 'messages' must be a non-empty list"),
     ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n',

@@ -62,3 +62,39 @@ def test_check_accepts_the_demo_recipe():
 
 def test_resume_and_overwrite_exclude_each_other():
     assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "--resume", "--overwrite"), "--overwrite")
+
+
+def test_scoring_mistakes_fail_before_any_actor_starts(tmp_path):
+    recipe = tmp_path / "sql.yaml"
+    recipe.write_text("data:\n  train_prompts: prompts/demo/train.jsonl\n"
+                      "  heldout_prompts: prompts/demo/heldout.jsonl\n"
+                      "scoring:\n  reward: sql\n  sql:\n    database: no-such.db\n")
+    assert_one_line_error(tao_ray("run", str(recipe), "--check"), f"{recipe}: line 7", "scoring.sql.database",
+                          "does not exist")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "scoring.reward=0.5*constraints+rouge"),
+                          "scoring.reward", "unknown scorer 'rouge'")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "scoring.reward=function",
+                                  "scoring.function.target=no_such_module:score"),
+                          "command line (scoring.function.target=no_such_module:score)", "cannot import module")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "eval.reward=math"),
+                          "has no \"answer\", which the math scorer")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "scoring.reward=reward_model",
+                                  f"scoring.reward_model.path={tmp_path}"), "scoring.reward_model.path",
+                          "config.json")
+
+
+def test_diversity_settings_are_checked():
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "generation.min_distance=2.5"),
+                          "generation.min_distance", "[0, 2]")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "generation.strategy=dedup",
+                                  "generation.samples_per_prompt=1"), "generation.samples_per_prompt",
+                          "at least 2")
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "generation.condition_template=Be different."),
+                          "generation.condition_template", "{previous}")
+
+
+def test_train_rm_bad_pairs_file(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n')
+    assert_one_line_error(tao_ray("train-rm", str(pairs), "--out", str(tmp_path / "rm")), "line 2",
+                          "'rejected' is missing")

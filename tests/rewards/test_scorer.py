@@ -1,0 +1,77 @@
+"""The scorer's composition and isolation, with real components (no Ray: ScorerActor is a plain class underneath)."""
+
+import dataclasses
+import time
+
+import pytest
+
+from tao_ray.actors.scorer import ScorerActor
+from tao_ray.config import ScoringSection
+
+
+def scoring(**changes) -> dict:
+    section = dataclasses.asdict(ScoringSection())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = section
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return section
+
+
+RECORD = {"id": "p", "messages": [{"role": "user", "content": "hi"}], "constraints": [{"type": "lowercase"}],
+          "metadata": {}, "answer": None, "reference_sql": None, "reference_response": None}
+
+
+def test_weighted_sum_logs_each_component():
+    scorer = ScorerActor("0.5*constraints + 2*function",
+                         scoring(function__target="tests.rewards.sample_rewards:length_reward"))
+    scores, failed = scorer.score([RECORD], [["abc", "ABC" * 10]])
+    # constraints: 1, 0; length/100: 0.03, 0.30 -> 0.5*1 + 2*0.03 = 0.56; 0.5*0 + 2*0.3 = 0.6
+    assert scores[0] == pytest.approx([0.56, 0.6]) and failed == 0
+    stats = scorer.take_stats()
+    assert stats["reward/constraints"] == pytest.approx(0.5) and stats["reward/function"] == pytest.approx(0.165)
+    assert stats["scoring/failed"] == 0 and scorer.take_stats()["reward/constraints"] is None  # taken: reset
+
+
+def test_a_hanging_sample_is_excluded_counted_and_the_rest_scored():
+    scorer = ScorerActor("function", scoring(function__target="tests.rewards.isolation_targets:behave",
+                                             timeout_s=0.5))
+    started = time.perf_counter()
+    scores, failed = scorer.score([RECORD, RECORD], [["ok", "sleep"], ["raise", "ok"]])
+    assert scores == [[1.0, None], [None, 1.0]] and failed == 2
+    assert time.perf_counter() - started < 30
+    reasons = scorer.take_stats()["scoring/failure_reasons"]
+    assert any("timed out" in r for r in reasons) and any("ValueError: bad" in r for r in reasons)
+
+
+def test_group_normalization_puts_components_on_one_scale():
+    scorer = ScorerActor("function", scoring(function__target="tests.rewards.sample_rewards:length_reward"),
+                         normalize=True)
+    scores, _ = scorer.score([RECORD], [["a" * 10, "a" * 30]])
+    assert scores == [[pytest.approx(-1.0), pytest.approx(1.0)]]
+
+
+def test_a_service_that_is_down_loses_only_its_batch():
+    scorer = ScorerActor("constraints + http", scoring(http__url="http://127.0.0.1:9/score", http__retries=0,
+                                                       http__timeout_s=0.5))
+    scores, failed = scorer.score([RECORD], [["abc", "def"]])
+    assert scores == [[None, None]] and failed == 2
+    assert "http: batch of 2: RewardServiceError" in scorer.take_stats()["scoring/failure_reasons"][0]
+
+
+def test_sql_scorer_through_the_composition(tmp_path):
+    import sqlite3
+
+    database = tmp_path / "shop.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE items (name TEXT, price REAL)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [("pen", 1.5), ("book", 12.0)])
+    before = database.read_bytes()
+    record = {**RECORD, "reference_sql": "SELECT name FROM items WHERE price > 5"}
+    scorer = ScorerActor("sql", scoring(sql__database=str(database)))
+    scores, failed = scorer.score([record], [["```sql\nSELECT name FROM items WHERE price > 10\n```",
+                                              "SELECT name FROM items", "DROP TABLE items"]])
+    assert scores == [[1.0, 0.25, 0.0]] and failed == 0
+    assert database.read_bytes() == before
