@@ -80,7 +80,8 @@ def main() -> None:
     temperature = recipe.generation.temperature if args.temperature is None else args.temperature
     prompts = load_prompts(recipe.data.heldout_prompts, limit=count)
     records = [p.as_dict() for p in prompts]
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    # log_to_driver=False: the engine logs would interleave with the JSON on stdout.
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     try:
         generator = ray.remote(num_cpus=1)(GeneratorActor).remote(
             str(materialize()), "float32", recipe.model.max_model_len, recipe.generation.kv_cache_gb, 0.5,

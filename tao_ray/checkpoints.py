@@ -13,11 +13,11 @@ Retention: the newest K checkpoints keep everything; the best one keeps its `mod
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
-
-from tao_ray.errors import TaoError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                     "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model")
@@ -68,11 +68,19 @@ def latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     return found[-1], json.loads((found[-1] / DRIVER_STATE).read_text())
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse to start over a run that has checkpoints unless asked to resume it: nothing computed is lost."""
-    if not resume and complete(run_dir):
-        raise TaoError(f"{run_dir} already holds checkpoints of an earlier run; pass --resume to continue it, "
-                       "or set run.name=<new name> to start a new run")
+def set_aside(run_dir: Path, resume: bool) -> Path | None:
+    """A new run (no --resume) never overwrites an earlier one: a run dir holding checkpoints is renamed to
+    <name>.prev-<timestamp> beside it, so nothing computed is lost. Returns where it went (None: nothing to move)."""
+    if resume or not complete(run_dir):
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.prev-{stamp}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = run_dir.with_name(f"{run_dir.name}.prev-{stamp}-{suffix}")
+    os.replace(run_dir, target)
+    return target
 
 
 def prune(run_dir: Path, keep_last: int, best_iteration: int) -> None:

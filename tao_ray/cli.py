@@ -10,7 +10,7 @@ from tao_ray.errors import TaoError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from tao_ray.checkpoints import check_run_dir
+    from tao_ray.checkpoints import set_aside
     from tao_ray.config import load_recipe
     from tao_ray.inputs import prepare_inputs
 
@@ -22,11 +22,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(recipe.run_dir)
-    check_run_dir(recipe.run_dir, args.resume)
     if args.check:
         print(f"ok: {recipe.source} ({len(inputs.train)} train / {len(inputs.heldout)} held-out prompts, "
               f"model {inputs.model_dir})")
         return 0
+    moved = set_aside(recipe.run_dir, args.resume)
+    if moved:
+        print(f"tao-ray: {recipe.run_dir} held an earlier run; moved it to {moved} (--resume continues a run, "
+              "--overwrite replaces it)", flush=True)
     from tao_ray import driver
 
     driver.run(recipe, inputs, resume=args.resume)

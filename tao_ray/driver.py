@@ -50,7 +50,6 @@ class TaoDriver:
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
         self.started_at = time.perf_counter()
-        self.best: tuple[int, float] = (0, float("-inf"))  # (iteration, held-out reward)
         self.adaptive_failures = 0
 
     # ---- setup -------------------------------------------------------------------------------------------------
@@ -229,14 +228,13 @@ class TaoDriver:
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
         """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
-        if heldout is not None and heldout > self.best[1]:
-            self.best = (iteration, heldout)
+        best, _ = self.best((iteration, heldout))
         staging = checkpoints.staging_dir(self.run_dir, iteration)
         ray.get([learner.save_model.remote(str(staging / "model")) for learner in self.learners])
         ray.get([learner.save_state.remote(str(staging / "learner")) for learner in self.learners])
-        state = {"iteration": iteration, "prompt_order": self.order.state(), "best": list(self.best)}
+        state = {"iteration": iteration, "prompt_order": self.order.state(), "best": best}
         checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
-        checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, self.best[0])
+        checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, best)
 
     def restore(self) -> int:
         """Continue from the newest complete checkpoint: learner state, generator weights, prompt order and the
@@ -249,12 +247,19 @@ class TaoDriver:
         ray.get([learner.load_state.remote(str(path / "learner")) for learner in self.learners])
         self.sync.update()
         self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
-        self.best = (state["best"][0], state["best"][1])
         summary = self.tracker.summary
         summary["iterations"] = [row for row in self.previous_rows if row["iteration"] <= state["iteration"]]
         summary.setdefault("resumed_from", []).append(state["iteration"])
         self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
         return state["iteration"]
+
+    def best(self, pending: tuple[int, float | None]) -> tuple[int, float]:
+        """(iteration, held-out reward) of the best evaluation so far, `pending` (not yet logged) included."""
+        scores = {row["iteration"]: row["heldout_reward_mean"] for row in self.tracker.summary["iterations"]}
+        scores[pending[0]] = pending[1]
+        series = [scores.get(i) for i in range(max(scores) + 1)]
+        best = selection.best_iteration(series)
+        return best, series[best]
 
     def stop_reason(self) -> str | None:
         rows = self.tracker.summary["iterations"]
@@ -285,8 +290,6 @@ class TaoDriver:
     def log_iteration(self, iteration: int, heldout_scores: list[float | None] | None, timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
         heldout = self.heldout_mean(heldout_scores)
-        if iteration == 0:
-            self.best = (0, heldout if heldout is not None else float("-inf"))
         row = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
                "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
                                                              "checkpoint")},
@@ -297,9 +300,9 @@ class TaoDriver:
             row["heldout_scores"] = heldout_scores
             row["heldout_scoring"] = self.eval_scoring
         summary = self.tracker.summary
-        summary["best_iteration"], summary["best_heldout_reward"] = self.best
-        summary["checkpoint_dir"] = (self.inputs.model_dir if self.best[0] == 0
-                                     else str(checkpoints.model_dir(self.run_dir, self.best[0])))
+        summary["best_iteration"], summary["best_heldout_reward"] = self.best((iteration, heldout))
+        summary["checkpoint_dir"] = (self.inputs.model_dir if summary["best_iteration"] == 0
+                                     else str(checkpoints.model_dir(self.run_dir, summary["best_iteration"])))
         self.tracker.log_iteration(row)
 
     def finish(self, reason: str) -> dict[str, Any]:
@@ -325,7 +328,7 @@ class TaoDriver:
 
 
 def run(recipe: Recipe, inputs: RunInputs, resume: bool = False) -> dict[str, Any]:
-    checkpoints.check_run_dir(recipe.run_dir, resume)
+    checkpoints.set_aside(recipe.run_dir, resume)
     driver = TaoDriver(recipe, inputs, resume)
     try:
         driver.setup()

@@ -145,8 +145,14 @@ class Sampler:
             candidates = varying or [i for i, g in enumerate(groups) if g.drawn < plan.max_draws]
             if not candidates:
                 return
-            requests = [(i, 1) for i in candidates[:budget]]
-            budget -= len(requests)
+            # A group that varies keeps varying, so its whole share can be drawn in one engine call.
+            share = max(1, budget // len(candidates))
+            requests = []
+            for i in candidates:
+                count = min(share, plan.max_draws - groups[i].drawn, budget)
+                if count > 0:
+                    requests.append((i, count))
+                    budget -= count
             self._score(groups, self._round(groups, requests))
 
     # ---- shared steps ----------------------------------------------------------------------------------------

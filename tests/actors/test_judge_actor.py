@@ -38,7 +38,8 @@ def judge_and_check(actor, records, responses):
 
 class TestPointwise:
     @pytest.fixture(scope="class")
-    def judge(self, ray_cluster, model_dir):
+    @classmethod
+    def judge(cls, ray_cluster, model_dir):
         actor = start_judge(model_dir, "pointwise")
         yield actor
         ray.kill(actor)
@@ -56,7 +57,8 @@ class TestPointwise:
 
 class TestPairwise:
     @pytest.fixture(scope="class")
-    def judge(self, ray_cluster, model_dir):
+    @classmethod
+    def judge(cls, ray_cluster, model_dir):
         actor = start_judge(model_dir, "pairwise")
         yield actor
         ray.kill(actor)

@@ -1,9 +1,6 @@
 import json
 
-import pytest
-
 from tao_ray import checkpoints
-from tao_ray.errors import TaoError
 
 
 def fake_checkpoint(run_dir, iteration, base_model):
@@ -35,11 +32,14 @@ def test_commit_latest_prune_and_half_written_ones(tmp_path):
     assert json.loads((path / "driver.json").read_text())["iteration"] == 3
 
 
-def test_existing_run_needs_resume(tmp_path):
+def test_a_new_run_sets_the_earlier_one_aside(tmp_path):
     base = tmp_path / "base"
     base.mkdir()
-    checkpoints.check_run_dir(tmp_path / "run", resume=False)  # nothing there yet: fine
+    assert checkpoints.set_aside(tmp_path / "run", resume=False) is None  # nothing there yet
     fake_checkpoint(tmp_path / "run", 1, base)
-    with pytest.raises(TaoError, match="--resume"):
-        checkpoints.check_run_dir(tmp_path / "run", resume=False)
-    checkpoints.check_run_dir(tmp_path / "run", resume=True)
+    assert checkpoints.set_aside(tmp_path / "run", resume=True) is None  # resuming keeps it in place
+    moved = checkpoints.set_aside(tmp_path / "run", resume=False)
+    assert moved.name.startswith("run.prev-") and not (tmp_path / "run").exists()
+    assert [p.name for p in checkpoints.complete(moved)] == ["iter-0001"]  # nothing lost
+    fake_checkpoint(tmp_path / "run", 1, base)
+    assert checkpoints.set_aside(tmp_path / "run", resume=False) != moved  # a second one in the same second
