@@ -60,25 +60,38 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from tao_ray.data.prompts import load_prompts
     from tao_ray.inputs import resolve_model_path
 
-    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts, "limit": None}
+    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts, "limit": None,
+                "scoring": None}
     if args.run:
         summary_path = Path(args.run) / "summary.json"
         if not summary_path.is_file():
             raise TaoError(f"{args.run}: no summary.json; --run takes a tao-ray run directory (runs/<name>)")
         config = json.loads(summary_path.read_text())["config"]
-        settings = {"reward": args.reward or config["scoring"]["reward"],
+        settings = {"reward": args.reward or config["eval"]["reward"] or config["scoring"]["reward"],
                     "max_tokens": args.max_tokens or config["generation"]["max_tokens"],
                     "prompts": args.prompts or config["data"]["heldout_prompts"],
-                    "limit": None if args.prompts else config["data"]["max_heldout_prompts"]}
+                    "limit": None if args.prompts else config["data"]["max_heldout_prompts"],
+                    "scoring": config["scoring"]}
     if not settings["prompts"]:
         raise TaoError("compare: give --prompts FILE or --run RUN_DIR (which supplies its held-out prompts)")
+    from tao_ray.rewards.compose import parse_expression
+
+    reward = settings["reward"] or "constraints"
+    try:
+        names = [name for name, _ in parse_expression(reward)]
+    except ValueError as exc:
+        raise TaoError(f"compare: --reward {exc}") from None
+    if "judge" in names:
+        raise TaoError("compare: the judge scorer needs its own engine and is not available in compare; pass "
+                       "--reward with a verifier, reward_model, function or http scorer")
     prompts = load_prompts(settings["prompts"], settings["limit"], key="--prompts")
     model_a = resolve_model_path(args.model_a, "compare: MODEL_A")
     model_b = resolve_model_path(args.model_b, "compare: MODEL_B")
     from tao_ray.compare import compare
 
-    result = compare(model_a, model_b, prompts, settings["reward"] or "constraints", settings["max_tokens"] or 128,
-                     gpus=1.0 if args.device == "cuda" else 0.0, kv_cache_gb=None if args.device == "cuda" else 0.5)
+    result = compare(model_a, model_b, prompts, reward, settings["max_tokens"] or 128,
+                     gpus=1.0 if args.device == "cuda" else 0.0, kv_cache_gb=None if args.device == "cuda" else 0.5,
+                     scoring=settings["scoring"])
     print(json.dumps(result), flush=True)  # one line: easy to pick out of engine logs, easy to parse
     return 0
 
@@ -130,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("model_b", help="model directory, hub id, or 'demo'")
     compare.add_argument("--prompts", help="JSONL prompt file")
     compare.add_argument("--run", help="a run directory: use its held-out prompts, reward and max_tokens")
-    compare.add_argument("--reward", default=None, help="reward name (default: constraints, or the run's)")
+    compare.add_argument("--reward", default=None,
+                         help="reward expression (default: constraints, or the run's eval reward)")
     compare.add_argument("--max-tokens", type=int, default=None)
     compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     compare.set_defaults(func=_cmd_compare)

@@ -1,7 +1,8 @@
 """A/B comparison of two models on the same prompts, scored label-free: the pairwise win rate of A over B with a
 bootstrap 95% CI, and the mean score difference. The loop uses the same `win_rate` against the base model.
 
-In: two model directories, prompt records, a reward name. Out: a dict ready to print as JSON.
+In: two model directories, prompt records, a reward expression and its scorers' options.
+Out: a dict ready to print as JSON.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ def greedy_scores(model_dir: str, prompts: list[PromptRecord], scorer, max_token
 
 
 def compare(model_a: str, model_b: str, prompts: list[PromptRecord], reward: str, max_tokens: int = 128,
-            max_model_len: int = 1024, kv_cache_gb: float | None = 0.5, gpus: float = 0.0) -> dict[str, Any]:
+            max_model_len: int = 1024, kv_cache_gb: float | None = 0.5, gpus: float = 0.0,
+            scoring: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`scoring`: the scorers' options (a recipe's scoring section as a dict; default: the built-in defaults)."""
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
-        scorer = ray.remote(num_cpus=0)(ScorerActor).remote(reward)
+        scorer = ray.remote(num_cpus=0)(ScorerActor).remote(reward, scoring)
         a = greedy_scores(model_a, prompts, scorer, max_tokens, max_model_len, kv_cache_gb, gpus)
         b = greedy_scores(model_b, prompts, scorer, max_tokens, max_model_len, kv_cache_gb, gpus)
     finally:

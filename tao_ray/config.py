@@ -114,6 +114,10 @@ class JudgeOptions:
     rubric: str = ""
     """Judge instructions (empty: the built-in rubric for the mode)."""
     max_tokens: int = 64
+    reason_first: bool = False
+    """false: the judge's reply is started with the verdict marker ("Score:" / "Winner:"), so it answers with the
+    verdict at once (robust even for small judges). true: it writes its reasoning first and ends with the verdict
+    (better for large judges; give it more max_tokens)."""
     max_model_len: int = 2048
     kv_cache_gb: float | None = 0.25
     judges: int = 1

@@ -61,7 +61,7 @@ def start_judges(recipe: Recipe, judge_model_dir: str) -> list:
     eager = recipe.generation.enforce_eager if recipe.generation.enforce_eager is not None else res.device == "cpu"
     return [cls.remote(judge_model_dir, recipe.model.dtype, judge.max_model_len, judge.kv_cache_gb,
                        recipe.generation.gpu_memory_utilization, recipe.generation.seed + i,
-                       1, eager, judge.mode, judge.rubric or None, judge.max_tokens)
+                       1, eager, judge.mode, judge.rubric or None, judge.max_tokens, 128, judge.reason_first)
             for i in range(judge.judges)]
 
 

@@ -63,8 +63,9 @@ def train_reward_model(settings: RewardTraining) -> dict:
     as_tuples = lambda items: [(p.messages, p.chosen, p.rejected) for p in items]  # noqa: E731
     started_ray = not ray.is_initialized()
     if started_ray:
+        # The learner's engine logs stay in Ray's log files: this command prints one line per epoch and a report.
         ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else max(
-            2, int(settings.cpus + 0.999)), include_dashboard=False, logging_level="warning")
+            2, int(settings.cpus + 0.999)), include_dashboard=False, logging_level="warning", log_to_driver=False)
     started = time.perf_counter()
     try:
         cls = ray.remote(num_cpus=settings.cpus, num_gpus=1 if settings.device == "cuda" else 0)(RewardLearnerActor)

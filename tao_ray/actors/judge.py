@@ -22,7 +22,7 @@ class JudgeActor:
     def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
                  enforce_eager: bool = False, mode: str = "pointwise", rubric: str | None = None,
-                 max_tokens: int = 64, reference_max_tokens: int = 128):
+                 max_tokens: int = 64, reference_max_tokens: int = 128, reason_first: bool = False):
         if mode not in MODES:
             raise ValueError(f"judge mode must be one of {', '.join(MODES)}, got {mode!r}")
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
@@ -42,6 +42,9 @@ class JudgeActor:
         default = rubric_lib.DEFAULT_RUBRIC if mode == "pointwise" else rubric_lib.DEFAULT_PAIRWISE_RUBRIC
         self.rubric = rubric or default
         self.max_tokens, self.reference_max_tokens = max_tokens, reference_max_tokens
+        # Unless the judge should reason first, its reply is started with the verdict marker, so it only has to
+        # continue with the verdict: small judges that wander off the format otherwise still give a readable score.
+        self.verdict_prefix = "" if reason_first else ("Score:" if mode == "pointwise" else "Winner:")
         self.references: dict[tuple[str, str], str] = {}
         self.counts = {"judged": 0, "unparsed": 0, "one_sided": 0, "truncated": 0, "references_generated": 0}
         self._check_context()
@@ -64,7 +67,8 @@ class JudgeActor:
             return []
         if self.mode == "pointwise":
             prompts = [self._pointwise_prompt(record, text) for record, text in zip(records, responses)]
-            scores = [rubric_lib.parse_pointwise(t) for t in self._generate(prompts, self.max_tokens)]
+            scores = [rubric_lib.parse_pointwise(self.verdict_prefix + t)
+                      for t in self._generate(prompts, self.max_tokens)]
         else:
             scores = self._judge_pairwise(records, responses)
         self.counts["judged"] += len(scores)
@@ -75,7 +79,8 @@ class JudgeActor:
         references = self._references(records)
         prompts = [ids for record, text, reference in zip(records, responses, references)
                    for ids in self._pairwise_prompts(record, text, reference)]
-        verdicts = [rubric_lib.parse_pairwise(t) for t in self._generate(prompts, self.max_tokens)]
+        verdicts = [rubric_lib.parse_pairwise(self.verdict_prefix + t)
+                    for t in self._generate(prompts, self.max_tokens)]
         pairs = list(zip(verdicts[::2], verdicts[1::2]))
         self.counts["one_sided"] += sum((a is None) != (b is None) for a, b in pairs)
         return [rubric_lib.pairwise_score(a, b) for a, b in pairs]
@@ -97,14 +102,14 @@ class JudgeActor:
     def _pointwise_prompt(self, record: dict, text: str) -> list[int]:
         messages = _messages(record)
         return self._fit(lambda cap: [rubric_lib.pointwise_messages(self.rubric, messages, text, cap)],
-                         [messages, text])[0]
+                         [messages, text], verdict=True)[0]
 
     def _pairwise_prompts(self, record: dict, text: str, reference: str) -> list[list[int]]:
         """Candidate as A, then as B. Both orders are fitted together so both views see the same texts."""
         messages = _messages(record)
         return self._fit(lambda cap: [rubric_lib.pairwise_messages(self.rubric, messages, text, reference, cap),
                                       rubric_lib.pairwise_messages(self.rubric, messages, reference, text, cap)],
-                         [messages, text, reference])
+                         [messages, text, reference], verdict=True)
 
     def _reference_prompt(self, record: dict) -> list[int]:
         # The prompt as the policy saw it; only when it is too long is it flattened into one capped user turn.
@@ -121,13 +126,13 @@ class JudgeActor:
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 
-    def _fit(self, build: Callable[[int | None], list[list[dict]]], texts: list, max_tokens: int | None = None
-             ) -> list[list[int]]:
+    def _fit(self, build: Callable[[int | None], list[list[dict]]], texts: list, max_tokens: int | None = None,
+             verdict: bool = False) -> list[list[int]]:
         """Token ids of the prompts `build(cap)` returns, with the largest per-text character cap (None = no cap)
         at which every one leaves room for `max_tokens` in the context. `texts` are the variable parts (messages
         lists or strings); the longest bounds the search. A prompt over the context would fail the engine call."""
         budget = self.max_model_len - (self.max_tokens if max_tokens is None else max_tokens)
-        full = [self._prompt_ids(m) for m in build(None)]
+        full = [self._prompt_ids(m, verdict) for m in build(None)]
         if max(map(len, full)) <= budget:
             return full
         self.counts["truncated"] += 1
@@ -135,14 +140,21 @@ class JudgeActor:
         low, high, best = 0, longest, None  # cap 0 fits (checked at start-up); the uncapped prompt does not
         while high - low > 1:
             middle = (low + high) // 2
-            ids = [self._prompt_ids(m) for m in build(middle)]
+            ids = [self._prompt_ids(m, verdict) for m in build(middle)]
             if max(map(len, ids)) <= budget:
                 low, best = middle, ids
             else:
                 high = middle
-        return best if best is not None else [self._prompt_ids(m) for m in build(low)]
+        return best if best is not None else [self._prompt_ids(m, verdict) for m in build(low)]
 
-    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+    def _prompt_ids(self, messages: list[dict], verdict: bool = False) -> list[int]:
+        """The chat-templated prompt; with `verdict`, followed by the start of the judge's reply (the marker)."""
+        ids = self._chat_ids(messages)
+        if not verdict or not self.verdict_prefix:
+            return ids
+        return ids + self.tokenizer.encode(self.verdict_prefix, add_special_tokens=False)
+
+    def _chat_ids(self, messages: list[dict]) -> list[int]:
         try:
             encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                          return_dict=True)
@@ -161,7 +173,7 @@ class JudgeActor:
         stub = [{"role": "user", "content": "x"}]
         smallest = (rubric_lib.pointwise_messages(self.rubric, stub, "x", 0) if self.mode == "pointwise"
                     else rubric_lib.pairwise_messages(self.rubric, stub, "x", "x", 0))
-        needed = len(self._prompt_ids(smallest)) + self.max_tokens
+        needed = len(self._prompt_ids(smallest, verdict=True)) + self.max_tokens
         if self.mode == "pairwise":
             reference = [{"role": "user", "content": rubric_lib.render_conversation(stub, 0)}]
             needed = max(needed, len(self._prompt_ids(reference)) + self.reference_max_tokens)

@@ -1,5 +1,6 @@
 """The demo recipe end to end through the real command: local Ray, 2 vLLM generators, 2 scorers, a DeepSpeed
-learner, weight sync, held-out eval, checkpoints, summary.json and offline W&B."""
+learner, weight sync, held-out eval, checkpoints, summary.json and offline W&B. Sampling is adaptive, so the
+generators call the scorers while they sample."""
 
 import json
 import subprocess
@@ -14,7 +15,8 @@ pytestmark = pytest.mark.e2e
 def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     overrides = ["run.iterations=2", "data.max_heldout_prompts=8", "generation.prompts_per_iteration=4",
                  "generation.max_tokens=32", "generation.kv_cache_gb=0.25", "resources.generators=2",
-                 "resources.scorers=2", "resources.learner_cpus=1", f"run.output_dir={tmp_path}"]
+                 "resources.scorers=2", "resources.learner_cpus=1", "generation.strategy=adaptive",
+                 f"run.output_dir={tmp_path}"]
     result = subprocess.run([sys.executable, "-m", "tao_ray", "run", "recipes/demo-cpu.yaml", *overrides],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -28,7 +30,9 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert base["train_reward_mean"] is None and 0.0 <= base["heldout_reward_mean"] <= 1.0
     for row in trained:
         assert 0.0 <= row["train_reward_mean"] <= 1.0 and 0.0 <= row["heldout_reward_mean"] <= 1.0
-        assert row["samples_generated"] == 4 * 4
+        assert row["samples_generated"] == 4 * 4  # adaptive moves draws between prompts, never adds any
+        assert row["diversity"]["strategy"] == "adaptive" and row["diversity"]["samples_drawn"] == 16
+        assert row["scoring"]["reward/constraints"] is not None and row["scoring"]["scoring/failed"] == 0
         assert row["tokens_generated"] > 0 and row["weight_sync_s"] > 0
         assert set(row["timing_s"]) >= {"generate", "score", "train", "sync", "eval"}
         assert all(seconds > 0 for stage, seconds in row["timing_s"].items() if stage != "score")
