@@ -69,12 +69,12 @@ class GeneratorActor:
         self.scoring_failed = 0
         needs_distance = plan.min_distance > 0 or plan.strategy != "iid" or n > 1
         embed = self._embedder() if needs_distance and self.distance_kind == "embedding" else None
+        distance = self._distance()
         sampler = Sampler(plan, draw=lambda requests: self._draw(requests, temperature, top_p, max_tokens),
-                          embed=embed, distance=self._distance(), score=score,
+                          embed=embed, distance=distance, score=score,
                           fits=lambda messages: len(self.prompt_token_ids(messages)) + max_tokens
                           <= self.max_model_len)
         groups = sampler.run([messages for _, messages in prompts])
-        distance = self._distance()
         return [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(group.messages),
                            response_texts=[s.text for s in group.kept],
                            response_token_ids=[s.token_ids for s in group.kept],

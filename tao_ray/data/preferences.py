@@ -7,11 +7,11 @@ held-out split for the pairwise accuracy report.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tao_ray.data.jsonl import read_objects
 from tao_ray.errors import TaoError
 
 KEYS = {"prompt", "chosen", "rejected", "id"}
@@ -54,20 +54,8 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
     if not path.is_file():
         raise TaoError(f"{path}: preference file not found")
     pairs = []
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            where = f"{path}: line {line_no}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TaoError(f"{where}: not UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TaoError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            pairs.append(_pair(obj, where))
+    for where, obj in read_objects(path):
+        pairs.append(_pair(obj, where))
     if len(pairs) < 2:
         raise TaoError(f"{path}: needs at least 2 preference pairs (one to train on, one to check), found "
                        f"{len(pairs)}")

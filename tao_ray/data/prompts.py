@@ -9,11 +9,11 @@ In: a path. Out: a list of `PromptRecord`, or a TaoError naming the file, line a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tao_ray.data.jsonl import read_objects
 from tao_ray.errors import TaoError
 from tao_ray.rewards.constraints import validate_constraint
 
@@ -94,22 +94,10 @@ def load_prompts(path: str | Path, limit: int | None = None, key: str = "prompt 
     if not path.is_file():
         raise TaoError(f"{path}: {key} not found; check the path (relative paths start at the current directory)")
     records: list[PromptRecord] = []
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            where = f"{path}: line {line_no}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TaoError(f"{where}: not UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TaoError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            records.append(_record(obj, where, len(records)))
-            if limit is not None and len(records) >= limit:
-                break
+    for where, obj in read_objects(path):
+        records.append(_record(obj, where, len(records)))
+        if limit is not None and len(records) >= limit:
+            break
     if not records:
         raise TaoError(f"{path}: {key} has no prompts; add one JSON object per line")
     return records

@@ -19,6 +19,7 @@ that uses an IsolatedSampler needs the `if __name__ == "__main__":` guard, becau
 
 from __future__ import annotations
 
+import abc
 import math
 import multiprocessing
 import os
@@ -67,8 +68,8 @@ def _coerce_score(value: Any) -> float:
     return score
 
 
-class _Sampler:
-    """Counters and context-manager plumbing shared by both samplers."""
+class _Sampler(abc.ABC):
+    """Counters and context-manager plumbing shared by both samplers; each says how one sample is scored."""
 
     def __init__(self, fn: RewardFn):
         self.fn = fn
@@ -87,14 +88,15 @@ class _Sampler:
         self.scored += sum(s is not None for s in scores)
         return scores
 
+    @abc.abstractmethod
     def _score_one(self, index: int, record: dict, response: str) -> float | None:
-        raise NotImplementedError
+        """The score of one sample, or None after recording why in _fail."""
 
     def _fail(self, index: int, reason: str) -> None:
         self.failed += 1
         self.last_failures.append(f"sample {index}: {reason}")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook: only samplers that own a child process override it)
         pass
 
     def __enter__(self):
