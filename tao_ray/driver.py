@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, launch, weight_sync
+from tao_ray import checkpoints, launch, learning, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -25,7 +25,7 @@ from tao_ray.batch import (
     build_rollout_batch,
 )
 from tao_ray.config import Recipe
-from tao_ray.core import diversity, microbatch, selection
+from tao_ray.core import diversity, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.inputs import RunInputs
@@ -203,19 +203,11 @@ class TaoDriver:
         return build_rollout_batch(generations, rewards, training.algorithm, training.normalize_std,
                                    training.skip_flat_groups)
 
-    def learn(self, batch: RolloutBatch) -> dict[str, float]:
+    def learn(self, batch: RolloutBatch) -> dict[str, float | None]:
         if not len(batch):
             self.tracker.stage("no group carried signal this iteration (all samples scored alike): no update")
             return {}
-        ranks = len(self.learners)
-        shards = [batch.shard(rank, ranks) for rank in range(ranks)]
-        training = self.recipe.training
-        unit = 2 if training.algorithm == "dpo" else 1  # DPO micro-batches hold whole (chosen, rejected) pairs
-        micro_batches = max(microbatch.count(shard.lengths(), training.micro_batch_size, training.micro_batch_tokens,
-                                             unit) for shard in shards)
-        results = ray.get([learner.train.remote(shard, micro_batches)
-                           for learner, shard in zip(self.learners, shards)])
-        return {key: mean([r[key] for r in results]) for key in results[0]}
+        return learning.train_step(self.learners, batch, self.recipe.training)
 
     def evaluate(self) -> list[float | None]:
         """Label-free held-out scores: greedy answers to the held-out prompts, rated by the run's scorer

@@ -107,9 +107,12 @@ class LearnerActor:
         return clipped_policy_gradient(logprobs_BR, old_BR, ref_BR, advantages_B, mask_BR, cfg["clip_eps"],
                                        cfg["kl_coef"], level, denominators["tokens" if level == "token" else "rows"])
 
-    def train(self, shard: RolloutBatch, micro_batches: int) -> dict[str, float]:
+    def train(self, shard: RolloutBatch, micro_batches: int, denominators: dict[str, float] | None = None
+              ) -> dict[str, float]:
         """One optimizer step per epoch over this rank's shard, in exactly `micro_batches` micro-batches on every
-        rank (the driver picks the count so that no rank has more)."""
+        rank (the driver picks the count so that no rank has more). `denominators`: this rank's share of the whole
+        batch's tokens, rows and pairs (core.data_parallel.rank_denominators); None means this shard is the whole
+        batch, as for a single rank."""
         from tao_ray.core import microbatch
         from tao_ray.core.sequences import response_logprobs
 
@@ -119,11 +122,15 @@ class LearnerActor:
         unit = 2 if cfg["algorithm"] == "dpo" else 1  # never split a (chosen, rejected) pair
         chunks = microbatch.split(shard.lengths(), micro_batches, unit)
         total_tokens = sum(len(r) for r in shard.response_token_ids)
-        denominators = {"tokens": total_tokens, "rows": size, "pairs": size // 2}
+        if denominators is None:
+            from tao_ray.core.data_parallel import rank_denominators
+
+            denominators = rank_denominators(total_tokens, size, size // 2, self.world_size)
         need_ref = cfg["algorithm"] != "rft"
         prepared = [self._prepare(shard, chunk, need_ref, need_old=cfg["epochs"] > 1) for chunk in chunks]
         self.engine.train()
         sums: dict[str, float] = {}
+        objective = 0.0
         for _ in range(cfg["epochs"]):
             for i, (packed, advantages_B, ref_BR, old_BR) in enumerate(prepared):
                 logprobs_BR = response_logprobs(self.engine, packed)
@@ -135,9 +142,14 @@ class LearnerActor:
                 weight = 1.0 if chunks[i] else 0.0
                 for name, value in metrics.items():
                     sums[name] = sums.get(name, 0.0) + value * weight
+                # The objective this rank optimized: its share of the whole batch's loss (micro-batches add up;
+                # a stand-in micro-batch adds nothing).
+                objective += float(loss) * weight / cfg["epochs"]
         used = sum(1 for c in chunks if c) * cfg["epochs"]
         metrics = {name: total / max(used, 1) for name, total in sums.items()}
-        metrics.update(samples=float(size), tokens=float(total_tokens), seconds=time.perf_counter() - started)
+        metrics["loss"] = objective
+        metrics.update(samples=float(size), tokens=float(total_tokens), seconds=time.perf_counter() - started,
+                       grad_norm=_float_or_none(self.engine.get_global_grad_norm()))
         return metrics
 
     def loss_on(self, shard: RolloutBatch) -> float:
@@ -289,3 +301,8 @@ class LearnerActor:
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state under {directory}")
         torch.set_rng_state(client_state["torch_rng_state"])
+
+
+def _float_or_none(value) -> float | None:
+    """DeepSpeed reports the global gradient norm (before clipping) as a tensor, a float or None."""
+    return None if value is None else float(value)

@@ -40,15 +40,16 @@ def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denomi
     'sequence': mean over tokens within each sequence, then over sequences (as in the original GRPO).
 
     `denominator` (tokens or sequences of the *whole* batch) lets micro-batches add up to the exact full-batch mean:
-    sum the micro-batch results instead of averaging them.
+    sum the micro-batch results instead of averaging them. It is used as given: a data-parallel rank's share of
+    the batch's denominator may be below 1 (core.data_parallel).
     """
     if level == "token":
-        total = mask_BT.sum() if denominator is None else denominator
-        return (values_BT * mask_BT).sum() / max(float(total), 1.0)
+        total = max(float(mask_BT.sum()), 1.0) if denominator is None else denominator
+        return (values_BT * mask_BT).sum() / total
     if level == "sequence":
         per_seq_B = (values_BT * mask_BT).sum(dim=1) / mask_BT.sum(dim=1).clamp(min=1.0)
-        total = per_seq_B.shape[0] if denominator is None else denominator
-        return per_seq_B.sum() / max(float(total), 1.0)
+        total = max(per_seq_B.shape[0], 1) if denominator is None else denominator
+        return per_seq_B.sum() / total
     raise ValueError(f"unknown aggregation level {level!r}; use 'token' or 'sequence'")
 
 
@@ -98,8 +99,8 @@ def dpo_loss(logprobs_BR: torch.Tensor, ref_logprobs_BR: torch.Tensor, mask_BR: 
         raise ValueError("dpo_loss needs an even number of rows: (chosen, rejected) pairs")
     implicit_reward_B = ((logprobs_BR - ref_logprobs_BR) * mask_BR).sum(dim=1)
     margin_P = beta * (implicit_reward_B[0::2] - implicit_reward_B[1::2])
-    pairs = margin_P.shape[0] if denominator is None else denominator
-    loss = -torch.nn.functional.logsigmoid(margin_P).sum() / max(float(pairs), 1.0)
+    pairs = max(margin_P.shape[0], 1) if denominator is None else denominator
+    loss = -torch.nn.functional.logsigmoid(margin_P).sum() / pairs
     with torch.no_grad():
         metrics = {"loss": float(-torch.nn.functional.logsigmoid(margin_P).mean()),
                    "margin": float(margin_P.mean()), "pair_accuracy": float((margin_P > 0).float().mean())}

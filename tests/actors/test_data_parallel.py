@@ -1,0 +1,115 @@
+"""Data parallelism does not change the step: one update with 2 learner ranks equals the update with 1 rank on the
+same batch, for every algorithm, including a batch that leaves one rank without a group.
+
+Real DeepSpeed ranks (ZeRO-2, gloo) on a 2-layer model built from the demo model's config: the property is about
+how losses and gradients add up over ranks, which the model's depth does not change, and the small model keeps
+the comparison exact enough for a tight fp32 tolerance. Two steps in a row, so that Adam's second step (which,
+unlike its first, depends on the gradients' scale) is compared too; the global gradient norm is compared as well.
+"""
+
+import random
+
+import pytest
+import ray
+import torch
+
+from tao_ray.actors.learner import LearnerActor
+from tao_ray.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
+from tao_ray.config import LoraSection, TrainingSection
+from tao_ray.learning import train_step
+
+from .conftest import training_section
+
+pytestmark = pytest.mark.integration
+
+CONFIGS = {
+    "grpo-token": dict(algorithm="grpo", loss_aggregation="token"),
+    "grpo-sequence": dict(algorithm="grpo", loss_aggregation="sequence"),
+    "rloo": dict(algorithm="rloo"),
+    "dpo": dict(algorithm="dpo"),
+    "rft": dict(algorithm="rft", min_score=0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(model_dir, tmp_path_factory):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    config.num_hidden_layers, config.vocab_size = 2, 4096  # token ids below stay under 4000
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("small-model")
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    return str(directory)
+
+
+def synthetic_generations(groups: int, seed: int) -> tuple[list[Generation], list[list[float]]]:
+    """Groups of 4 responses whose lengths differ a lot, so shards of whole groups hold very different token
+    counts; distinct rewards within each group, so every algorithm keeps every group."""
+    rng = random.Random(seed)
+    generations, rewards = [], []
+    for g in range(groups):
+        prompt = [rng.randrange(2, 4000) for _ in range(rng.randrange(3, 12))]
+        responses = [[rng.randrange(2, 4000) for _ in range(rng.choice((2, 5, 17, 40)))] for _ in range(4)]
+        generations.append(Generation(g, prompt, ["?"] * 4, responses))
+        rewards.append([0.1 * rng.randrange(11) + 0.01 * i for i in range(4)])
+    return generations, rewards
+
+
+def build(algorithm: str, generations, rewards):
+    if algorithm == "dpo":
+        return build_preference_batch(generations, rewards, 0.0)
+    if algorithm == "rft":
+        return build_best_of_n_batch(generations, rewards, 0.0)
+    return build_rollout_batch(generations, rewards, algorithm)
+
+
+def start(model_dir: str, world_size: int, training: dict) -> list:
+    cls = ray.remote(num_cpus=0)(LearnerActor)
+    learners = [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1) for rank in range(world_size)]
+    address, port = ray.get(learners[0].rendezvous_address.remote())
+    ray.get([learner.setup.remote(address, port) for learner in learners])
+    return learners
+
+
+def step(learners: list, batch, training: dict) -> dict:
+    """One optimizer step the way the driver takes it: sharding, micro-batch plan, metric merge."""
+    return train_step(learners, batch, TrainingSection(**{**training, "lora": LoraSection()}))
+
+
+def difference(one: list, two: list, before: dict) -> tuple[float, float]:
+    """(max |parameter difference|, |update difference| / |update|) between the 1-rank and the 2-rank learner.
+    The second is the one to judge by: Adam divides each gradient element by its own magnitude, so an element
+    whose gradient is a near-cancelling sum moves by +-lr on float rounding alone, whatever the rank count."""
+    a, b = ray.get(one[0].state_dict.remote()), ray.get(two[0].state_dict.remote())
+    assert a.keys() == b.keys() == before.keys()
+    largest = max(float((a[k] - b[k]).abs().max()) for k in a)
+    update = sum(float((a[k] - before[k]).double().pow(2).sum()) for k in a) ** 0.5
+    apart = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in a) ** 0.5
+    return largest, apart / update if update else apart
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_two_ranks_take_the_same_step_as_one(ray_cluster, small_model_dir, name):
+    training = training_section(lr=1e-4, micro_batch_size=4, kl_coef=0.05, max_grad_norm=1e6, **CONFIGS[name])
+    one, two = start(small_model_dir, 1, training), start(small_model_dir, 2, training)
+    try:
+        before = ray.get(one[0].state_dict.remote())
+        assert difference(one, two, before)[0] == 0.0
+        # Batch 1: 3 groups -> rank 0 gets groups 0 and 2, rank 1 group 1 (different token counts).
+        # Batch 2: 1 group -> rank 1 gets nothing and must neither weigh in nor scale the step down.
+        for groups, seed in ((3, 1), (1, 2)):
+            batch = build(training["algorithm"], *synthetic_generations(groups, seed))
+            assert len(batch.shard(0, 2)) > 0 and (groups > 1) == (len(batch.shard(1, 2)) > 0)
+            metrics_one, metrics_two = step(one, batch, training), step(two, batch, training)
+            largest, relative = difference(one, two, before)
+            print(f"{name}: {groups} group(s): 1 vs 2 ranks: max |param difference| {largest:.3e}, relative update "
+                  f"difference {relative:.3e}; grad norm {metrics_one['grad_norm']:.6g} vs "
+                  f"{metrics_two['grad_norm']:.6g}; loss {metrics_one['loss']:.6g} vs {metrics_two['loss']:.6g}")
+            assert relative < 1e-3
+            assert metrics_two["grad_norm"] == pytest.approx(metrics_one["grad_norm"], rel=1e-4)
+            assert metrics_two["loss"] == pytest.approx(metrics_one["loss"], rel=1e-4, abs=1e-6)
+            assert metrics_two["samples"] == metrics_one["samples"] == len(batch)
+    finally:
+        for learner in one + two:
+            ray.kill(learner)
