@@ -45,7 +45,7 @@ def measure(generator, scorer, prompts, records, plan, temperature: float, max_t
     if adaptive:
         rewards = [g.rewards for g in generations]
     else:
-        rewards, _ = ray.get(scorer.score.remote(records, [g.response_texts for g in generations]))
+        rewards = ray.get(scorer.score.remote(records, [g.response_texts for g in generations])).raw
     wall = time.perf_counter() - started
     metrics = diversity.batch_metrics([g.response_texts for g in generations], rewards,
                                       [g.tokens_drawn for g in generations], [g.mean_distance for g in generations],

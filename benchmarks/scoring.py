@@ -120,8 +120,9 @@ def main() -> None:
                 batch_records, responses = _workload(kind, count, records)
                 ray.get(scorer.score.remote(batch_records[:1], responses[:1]))  # warm-up: model load, child start
                 started = time.perf_counter()
-                scores, failed = ray.get(scorer.score.remote(batch_records, responses))
+                result = ray.get(scorer.score.remote(batch_records, responses))
                 seconds = time.perf_counter() - started
+                scores, failed = result.raw, result.failed
                 scored = sum(len(group) for group in scores)
                 results[kind] = {"items": scored, "seconds": seconds, "items_per_s": scored / seconds,
                                  "failed": failed, "mean_score": sum(x for g in scores for x in g if x is not None)

@@ -2,6 +2,10 @@
 
 Notation: P = prompts in the iteration, G = samples per prompt, N = samples kept for learning (flattened,
 prompt-major). Token ids are python lists because lengths differ; learners pad them.
+
+Two scores per sample (rewards/compose.py): raw (the weighted sum of the components' raw scores) and learning (the
+same, or with scoring.normalize=group z-normalized per group). Thresholds and pairing compare raw scores, so
+training.min_score and training.min_margin mean what they say; advantages come from learning scores.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ class Generation:
     tokens_drawn: int = 0
     """Tokens generated for this prompt, dropped samples included: the compute actually spent."""
     rewards: list[float | None] | None = None
-    """Scores already given during sampling (the adaptive strategy), else None: the scorer stage scores them."""
+    """G raw scores already given during sampling (the adaptive strategy), else None: the scorer stage scores
+    them."""
+    learning_rewards: list[float | None] | None = None
+    """G learning scores, given with `rewards`: normalized over the whole group once sampling finished."""
     mean_distance: float | None = None
     """Mean pairwise distance between the kept responses (the recipe's generation.distance)."""
 
@@ -49,7 +56,7 @@ class RolloutBatch:
     response_token_ids: list[list[int]] = field(default_factory=list)
     """N responses."""
     rewards: list[float] = field(default_factory=list)
-    """N scores from the scorer."""
+    """N raw scores (never normalized: comparable across groups and iterations)."""
     advantages: list[float] = field(default_factory=list)
     """N per-sample advantages (every token of a response shares its sample's advantage)."""
     group_ids: list[int] = field(default_factory=list)
@@ -81,8 +88,8 @@ def _append(batch: RolloutBatch, generation: Generation, sample: int, reward: fl
 
 def build_preference_batch(generations: list[Generation], rewards: list[list[float | None]],
                            min_margin: float) -> RolloutBatch:
-    """DPO: per group, the best and the worst response as a (chosen, rejected) pair when their scores differ by
-    more than min_margin. Pairs are consecutive rows; `advantages` marks chosen +1 and rejected -1."""
+    """DPO: per group, the best and the worst response by raw score as a (chosen, rejected) pair when their raw
+    scores differ by more than min_margin. Pairs are consecutive rows; `advantages` marks chosen +1, rejected -1."""
     batch = RolloutBatch()
     for generation, group_rewards in zip(generations, rewards, strict=True):
         kept = [(r, i) for i, r in enumerate(group_rewards) if r is not None]
@@ -97,7 +104,8 @@ def build_preference_batch(generations: list[Generation], rewards: list[list[flo
 
 def build_best_of_n_batch(generations: list[Generation], rewards: list[list[float | None]],
                           min_score: float) -> RolloutBatch:
-    """RFT: per group, the top response when its score reaches min_score; `advantages` are 1 (plain SFT weight)."""
+    """RFT: per group, the top response when its raw score reaches min_score; `advantages` are 1 (plain SFT
+    weight)."""
     batch = RolloutBatch()
     for generation, group_rewards in zip(generations, rewards, strict=True):
         kept = [(r, -i) for i, r in enumerate(group_rewards) if r is not None]  # ties: the earliest sample
@@ -108,24 +116,27 @@ def build_best_of_n_batch(generations: list[Generation], rewards: list[list[floa
 
 
 def build_rollout_batch(generations: list[Generation], rewards: list[list[float | None]], estimator: str,
-                        normalize_std: bool = True, skip_flat_groups: bool = True) -> RolloutBatch:
-    """Compute advantages per group and flatten to one batch.
+                        normalize_std: bool = True, skip_flat_groups: bool = True,
+                        learning_rewards: list[list[float | None]] | None = None) -> RolloutBatch:
+    """Compute advantages per group from the learning scores (default: `rewards`, the raw ones) and flatten to one
+    batch that records the raw scores.
 
     Samples whose reward is None (the scorer failed on them) are left out; a group then uses its remaining samples.
-    Groups left with fewer than 2 samples, or (with skip_flat_groups) whose rewards are all equal, carry no
+    Groups left with fewer than 2 samples, or (with skip_flat_groups) whose learning scores are all equal, carry no
     preference signal: their advantages would be all zero, so they are dropped to save learner compute.
     """
     batch = RolloutBatch()
-    for generation, group_rewards in zip(generations, rewards, strict=True):
-        kept = [i for i, r in enumerate(group_rewards) if r is not None]
+    learning_rewards = rewards if learning_rewards is None else learning_rewards
+    for generation, raw, learning in zip(generations, rewards, learning_rewards, strict=True):
+        kept = [i for i, r in enumerate(raw) if r is not None and learning[i] is not None]
         if len(kept) < 2:
             continue
-        rewards_G = torch.tensor([group_rewards[i] for i in kept], dtype=torch.float64)
-        if skip_flat_groups and bool((rewards_G == rewards_G[0]).all()):
+        learning_G = torch.tensor([learning[i] for i in kept], dtype=torch.float64)
+        if skip_flat_groups and bool((learning_G == learning_G[0]).all()):
             continue
         estimate = ESTIMATORS[estimator]
         kwargs = {"normalize_std": normalize_std} if estimator == "grpo" else {}
-        advantages_G = estimate(rewards_G.unsqueeze(0), **kwargs).squeeze(0)
+        advantages_G = estimate(learning_G.unsqueeze(0), **kwargs).squeeze(0)
         for position, i in enumerate(kept):
-            _append(batch, generation, i, rewards_G[position], advantages_G[position])
+            _append(batch, generation, i, raw[i], advantages_G[position])
     return batch

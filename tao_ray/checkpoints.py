@@ -83,9 +83,10 @@ def set_aside(run_dir: Path, resume: bool) -> Path | None:
     return target
 
 
-def prune(run_dir: Path, keep_last: int, best_iteration: int) -> None:
+def prune(run_dir: Path, keep_last: int, best_iteration: int | None) -> None:
+    """`best_iteration` None: no held-out evaluation has been measured yet, so no checkpoint is kept as the best."""
     every = sorted(p for p in root(run_dir).glob("iter-*") if p.is_dir())
-    best = checkpoint_dir(run_dir, best_iteration)
+    best = None if best_iteration is None else checkpoint_dir(run_dir, best_iteration)
     for path in every[:-keep_last]:
         if path == best:
             shutil.rmtree(path / "learner", ignore_errors=True)  # the best is kept for its model only

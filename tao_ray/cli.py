@@ -117,12 +117,32 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand parser that lets flags stand anywhere among the positionals, as users type them:
+    `tao-ray run R.yaml run.name=x --overwrite training.lr=1e-5`. Plain argparse gives the `overrides` list only
+    the words before the first flag and rejects the rest; `parse_intermixed_args` fixes that but refuses a parser
+    with subcommands, so each subcommand parser intermixes on its own (the top-level parser reaches it through
+    parse_known_args)."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # the intermixed parse runs two ordinary passes through this method
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     run = sub.add_parser("run", help="run a recipe: generate, score, learn, sync, evaluate")
     run.add_argument("recipe", help="YAML recipe, e.g. recipes/demo-cpu.yaml")
-    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.lr=5e-6 run.iterations=2")
+    run.add_argument("overrides", nargs="*", default=[],
+                     help="dotted overrides, e.g. training.lr=5e-6 run.iterations=2 (flags may stand among them)")
     run.add_argument("--check", action="store_true", help="validate the recipe and its files, then exit")
     run.add_argument("--resume", action="store_true",
                      help="continue the run from its newest complete checkpoint (same recipe and overrides)")
@@ -131,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     show = sub.add_parser("show", help="print a recipe with every default filled in")
     show.add_argument("recipe")
-    show.add_argument("overrides", nargs="*")
+    show.add_argument("overrides", nargs="*", default=[])
     show.set_defaults(func=_cmd_show)
     export = sub.add_parser("export", help="write a run's best checkpoint as a standalone HF model directory")
     export.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")

@@ -27,9 +27,8 @@ def greedy_scores(model_dir: str, prompts: list[PromptRecord], scorer, max_token
                                                         1, 0.0, 1.0, max_tokens))
     finally:
         ray.kill(generator)
-    scores, _ = ray.get(scorer.score.remote([p.as_dict() for p in prompts],
-                                            [g.response_texts for g in generations]))
-    return [group[0] for group in scores]
+    scores = ray.get(scorer.score.remote([p.as_dict() for p in prompts], [g.response_texts for g in generations]))
+    return [group[0] for group in scores.raw]
 
 
 def compare(model_a: str, model_b: str, prompts: list[PromptRecord], reward: str, max_tokens: int = 128,

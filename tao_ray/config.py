@@ -153,7 +153,8 @@ class ScoringSection:
     as failed, and the run continues."""
     normalize: str = "none"
     """none, or group: z-normalize each component within each prompt's group before weighting (puts a reward
-    model's arbitrary scale on par with a 0-1 verifier). Held-out evaluation always uses raw scores."""
+    model's arbitrary scale on par with a 0-1 verifier). Only advantages use the normalized scores: the reported
+    means, training.min_margin and training.min_score compare raw scores, and held-out evaluation is raw."""
     sql: SqlOptions = field(default_factory=SqlOptions)
     reward_model: RewardModelOptions = field(default_factory=RewardModelOptions)
     judge: JudgeOptions = field(default_factory=JudgeOptions)
@@ -199,9 +200,9 @@ class TrainingSection:
     dpo_beta: float = 0.1
     """dpo: strength of the implicit KL constraint (higher stays closer to the reference)."""
     min_margin: float = 0.0
-    """dpo: pair best and worst only when their scores differ by more than this."""
+    """dpo: pair best and worst only when their raw scores differ by more than this."""
     min_score: float = 0.5
-    """rft: train on a group's best response only when it scores at least this."""
+    """rft: train on a group's best response only when its raw score is at least this."""
     normalize_std: bool = True
     """Divide advantages by the group std (GRPO) or only subtract the mean (Dr. GRPO)."""
     loss_aggregation: str = "token"

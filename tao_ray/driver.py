@@ -29,6 +29,7 @@ from tao_ray.core import diversity, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.inputs import RunInputs
+from tao_ray.rewards.compose import Scores
 from tao_ray.sampling import SamplingPlan
 from tao_ray.tracking import Tracker, hardware
 
@@ -43,6 +44,10 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def measured(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.3f}"
+
+
 class TaoDriver:
     def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False):
         self.recipe, self.inputs, self.resume = recipe, inputs, resume
@@ -50,7 +55,6 @@ class TaoDriver:
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
         self.started_at = time.perf_counter()
-        self.adaptive_failures = 0
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -106,9 +110,9 @@ class TaoDriver:
             with self.timed(timing, "generate", iteration):
                 generations = self.generate(prompts)
             with self.timed(timing, "score", iteration):
-                rewards, failed = self.score(prompts, generations)
+                scores = self.score(prompts, generations)
                 scoring = self.scoring_stats(self.scorers)
-            batch = self.build_batch(generations, rewards)
+            batch = self.build_batch(generations, scores)
             with self.timed(timing, "train", iteration):
                 train_metrics = self.learn(batch)
             with self.timed(timing, "sync", iteration):
@@ -120,18 +124,19 @@ class TaoDriver:
             with self.timed(timing, "checkpoint", iteration):
                 self.checkpoint(iteration, self.heldout_mean(heldout_scores))
 
-            flat_rewards = [r for group in rewards for r in group if r is not None]
+            # Reported numbers are raw scores: comparable across iterations whatever the normalization.
+            flat_rewards = [r for group in scores.raw for r in group if r is not None]
             tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
             self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
                 "train_reward_mean": mean(flat_rewards),
                 "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
-                "samples_kept": len(batch), "scoring_failed": failed, "tokens_generated": tokens,
+                "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
                 "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
                 "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
                 "scoring": scoring,
                 "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
                 "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
-                    [g.response_texts for g in generations], rewards,
+                    [g.response_texts for g in generations], scores.raw,
                     [g.tokens_drawn or g.tokens_generated for g in generations],
                     [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
             reason = self.stop_reason() if heldout_scores is not None else None
@@ -146,7 +151,7 @@ class TaoDriver:
 
     def generate(self, prompts: list[PromptRecord], greedy: bool = False) -> list[Generation]:
         """Groups of candidates from every generator. The adaptive strategy scores while it samples, so its
-        Generations arrive with rewards; the score stage then skips them."""
+        Generations arrive with raw and learning scores; the score stage then skips them."""
         gen = self.recipe.generation
         n, temperature = (1, 0.0) if greedy else (gen.samples_per_prompt, gen.temperature)
         plan = None if greedy else self.sampling_plan()
@@ -157,10 +162,7 @@ class TaoDriver:
                                    self.scorers[k % len(self.scorers)] if adaptive else None,
                                    [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
                  for k, (g, shard) in enumerate(zip(self.generators, shards)) if shard]
-        generations = [generation for part in ray.get(calls) for generation in part]
-        if adaptive:
-            self.adaptive_failures = sum(ray.get([g.take_scoring_failures.remote() for g in self.generators]))
-        return generations
+        return [generation for part in ray.get(calls) for generation in part]
 
     def sampling_plan(self) -> SamplingPlan:
         gen = self.recipe.generation
@@ -169,8 +171,9 @@ class TaoDriver:
                             template=gen.condition_template, settle_after=gen.settle_after)
 
     def score(self, prompts: list[PromptRecord], generations: list[Generation], scorers: list | None = None
-              ) -> tuple[list[list[float | None]], int]:
-        """Scores per generation (those scored during sampling keep theirs) and the number of failed samples."""
+              ) -> Scores:
+        """Raw and learning scores per generation (those scored during sampling keep theirs); a failed sample is
+        None in both."""
         scorers = scorers or self.scorers
         todo = [g for g in generations if g.rewards is None]
         pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
@@ -178,10 +181,9 @@ class TaoDriver:
         calls = [s.score.remote([r for r, _ in shard], [t for _, t in shard])
                  for s, shard in zip(scorers, shards) if shard]
         results = ray.get(calls)
-        fresh = iter([scores for part, _ in results for scores in part])
-        failed = sum(failed for _, failed in results) + (self.adaptive_failures if len(todo) < len(generations)
-                                                         else 0)
-        return [g.rewards if g.rewards is not None else next(fresh) for g in generations], failed
+        fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
+        both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
+        return Scores([raw for raw, _ in both], [learning for _, learning in both])
 
     @staticmethod
     def scoring_stats(scorers: list) -> dict[str, Any]:
@@ -194,14 +196,15 @@ class TaoDriver:
                 merged[key] = mean([p[key] for p in parts if p[key] is not None])
         return merged
 
-    def build_batch(self, generations: list[Generation], rewards: list[list[float | None]]) -> RolloutBatch:
+    def build_batch(self, generations: list[Generation], scores: Scores) -> RolloutBatch:
+        """Pairing margins and thresholds compare raw scores; advantages come from learning scores."""
         training = self.recipe.training
         if training.algorithm == "dpo":
-            return build_preference_batch(generations, rewards, training.min_margin)
+            return build_preference_batch(generations, scores.raw, training.min_margin)
         if training.algorithm == "rft":
-            return build_best_of_n_batch(generations, rewards, training.min_score)
-        return build_rollout_batch(generations, rewards, training.algorithm, training.normalize_std,
-                                   training.skip_flat_groups)
+            return build_best_of_n_batch(generations, scores.raw, training.min_score)
+        return build_rollout_batch(generations, scores.raw, training.algorithm, training.normalize_std,
+                                   training.skip_flat_groups, learning_rewards=scores.learning)
 
     def learn(self, batch: RolloutBatch) -> dict[str, float | None]:
         if not len(batch):
@@ -214,9 +217,9 @@ class TaoDriver:
         (None where the scorer failed on an answer)."""
         heldout = self.inputs.heldout
         generations = self.generate(heldout, greedy=True)
-        rewards, _ = self.score(heldout, generations, self.eval_scorers)
+        scores = self.score(heldout, generations, self.eval_scorers)
         self.eval_scoring = self.scoring_stats(self.eval_scorers)
-        return [group[0] for group in rewards]
+        return [group[0] for group in scores.raw]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
         """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
@@ -245,13 +248,14 @@ class TaoDriver:
         self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
         return state["iteration"]
 
-    def best(self, pending: tuple[int, float | None]) -> tuple[int, float]:
-        """(iteration, held-out reward) of the best evaluation so far, `pending` (not yet logged) included."""
+    def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
+        """(iteration, held-out reward) of the best measured evaluation so far, `pending` (not yet logged)
+        included; (None, None) while none was measured."""
         scores = {row["iteration"]: row["heldout_reward_mean"] for row in self.tracker.summary["iterations"]}
         scores[pending[0]] = pending[1]
         series = [scores.get(i) for i in range(max(scores) + 1)]
         best = selection.best_iteration(series)
-        return best, series[best]
+        return best, None if best is None else series[best]
 
     def stop_reason(self) -> str | None:
         rows = self.tracker.summary["iterations"]
@@ -269,12 +273,16 @@ class TaoDriver:
 
     @staticmethod
     def heldout_mean(scores: list[float | None] | None) -> float | None:
-        return None if scores is None else mean([x for x in scores if x is not None]) or 0.0
+        """None when there was no evaluation, or when the scorer could rate none of its answers."""
+        return None if scores is None else selection.heldout_mean(scores)
 
-    def versus_base(self, scores: list[float | None]) -> dict[str, float]:
-        """Paired win rate of this iteration's held-out answers over the base model's, with a bootstrap 95% CI."""
+    def versus_base(self, scores: list[float | None]) -> dict[str, float] | None:
+        """Paired win rate of this iteration's held-out answers over the base model's, with a bootstrap 95% CI;
+        None when no prompt has a scored answer from both."""
         base = self.tracker.summary["iterations"][0]["heldout_scores"]
         pairs = [(a, b) for a, b in zip(scores, base) if a is not None and b is not None]
+        if not pairs:
+            return None
         result = selection.win_rate([a for a, _ in pairs], [b for _, b in pairs])
         return {"win_rate": result.win_rate, "ci95_low": result.ci_low, "ci95_high": result.ci_high,
                 "mean_diff": result.mean_diff}
@@ -293,8 +301,9 @@ class TaoDriver:
             row["heldout_scoring"] = self.eval_scoring
         summary = self.tracker.summary
         summary["best_iteration"], summary["best_heldout_reward"] = self.best((iteration, heldout))
-        summary["checkpoint_dir"] = (self.inputs.model_dir if summary["best_iteration"] == 0
-                                     else str(checkpoints.model_dir(self.run_dir, summary["best_iteration"])))
+        best = summary["best_iteration"]
+        summary["checkpoint_dir"] = (None if best is None else self.inputs.model_dir if best == 0
+                                     else str(checkpoints.model_dir(self.run_dir, best)))
         self.tracker.log_iteration(row)
 
     def finish(self, reason: str) -> dict[str, Any]:
@@ -302,8 +311,9 @@ class TaoDriver:
         summary["stopped"] = reason
         self.tracker.flush()
         base = summary["iterations"][0]["heldout_reward_mean"]
-        self.tracker.stage(f"done ({reason}): held-out reward {base:.3f} at iteration 0 -> "
-                           f"{summary['best_heldout_reward']:.3f} at best iteration {summary['best_iteration']}; "
+        best = (f"{measured(summary['best_heldout_reward'])} at best iteration {summary['best_iteration']}"
+                if summary["best_iteration"] is not None else "not measured at any iteration")
+        self.tracker.stage(f"done ({reason}): held-out reward {measured(base)} at iteration 0 -> {best}; "
                            f"summary: {self.run_dir / 'summary.json'}")
         return summary
 

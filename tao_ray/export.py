@@ -19,6 +19,9 @@ def best_model_dir(run_dir: Path) -> Path:
     if not summary_path.is_file():
         raise TaoError(f"{run_dir}: no summary.json; pass the directory of a tao-ray run (runs/<name>)")
     summary = json.loads(summary_path.read_text())
+    if summary.get("checkpoint_dir") is None and summary.get("iterations"):
+        raise TaoError(f"{summary_path}: no held-out evaluation of this run could be scored, so it has no best "
+                       "checkpoint; pass --iteration N to export a given one")
     source = Path(summary.get("checkpoint_dir") or "")
     if not (source / "config.json").is_file():
         raise TaoError(f"{summary_path}: key 'checkpoint_dir' ({source}) is not a model directory; "

@@ -3,7 +3,7 @@
 In: P prompts (chat messages), a `SamplingPlan`, and callbacks the generator actor supplies: `draw` (vLLM),
 `embed` (what the distance compares: sentence embeddings or the text itself), `distance`, `fits` (does a
 conditioned prompt still fit the context window) and, for `adaptive` only, `score` (the scorer actors).
-Out: one `Group` per prompt: the kept samples, draws spent, near-duplicates dropped, and the scores when the
+Out: one `Group` per prompt: the kept samples, draws spent, near-duplicates dropped, and the raw scores when the
 strategy needed them. Every kept sample answers the ORIGINAL prompt: conditioning text is only ever sent to the
 sampler, never stored, so it cannot leak into the training batch.
 
@@ -16,7 +16,9 @@ Strategies:
 - adaptive: a per-prompt budget driven by scores. Each prompt first gets `settle_after` draws; a prompt whose scores
   are then all equal has settled and stops, and the draws it saved go to prompts whose scores still vary (up to
   max_draws each). Draws left once nothing varies go back to the settled prompts, so the total spend is P x n,
-  the same as iid.
+  the same as iid. Settling compares raw scores, and a group is scored in parts as it grows, so the groups keep
+  each component's raw scores: group normalization is applied once a group is complete
+  (`whole_group_scores`), never over a part of it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tao_ray.rewards.compose import Composition, Scores
 
 STRATEGIES = ("iid", "dedup", "conditioned", "adaptive")
 PREVIOUS = "{previous}"
@@ -62,7 +66,9 @@ class Group:
     keys: list[Any] = field(default_factory=list)
     """What `distance` compares, one per kept sample (embeddings or texts)."""
     scores: list[float | None] = field(default_factory=list)
-    """adaptive only: one score per kept sample (None where the scorer failed)."""
+    """adaptive only: one raw score per kept sample (None where the scorer failed)."""
+    components: dict[str, list[float | None]] = field(default_factory=dict)
+    """adaptive only: each reward component's raw score per kept sample, to compose once the group is whole."""
     drawn: int = 0
     tokens_drawn: int = 0
     near_duplicates: int = 0
@@ -77,8 +83,8 @@ Draw = Callable[[list[tuple[list[dict[str, str]], int]]], list[list[Sample]]]
 """[(messages, count)] -> `count` samples for each request, in order, in one engine call."""
 Embed = Callable[[list[str]], list[Any]]
 Distance = Callable[[Any, Any], float]
-Score = Callable[[list[int], list[list[str]]], list[list[float | None]]]
-"""(prompt indices, texts per prompt) -> scores per prompt."""
+Score = Callable[[list[int], list[list[str]]], Scores]
+"""(prompt indices, texts per prompt) -> their scores, grouped per prompt (ScorerActor.score)."""
 
 
 def conditioned_messages(messages: Sequence[dict[str, str]], previous: Sequence[str], template: str
@@ -200,5 +206,14 @@ class Sampler:
             return
         indices = sorted(added)
         texts = [[groups[i].kept[p].text for p in added[i]] for i in indices]
-        for i, scores in zip(indices, self.score(indices, texts), strict=True):
-            groups[i].scores.extend(scores)
+        scores = self.score(indices, texts)
+        for position, i in enumerate(indices):
+            groups[i].scores.extend(scores.raw[position])
+            for name, values in scores.components.items():
+                groups[i].components.setdefault(name, []).extend(values[position])
+
+
+def whole_group_scores(groups: list[Group], composition: Composition) -> Scores:
+    """Compose the groups' raw component scores once every group is complete: group normalization then sees each
+    whole group, not the parts the adaptive strategy scored as it went."""
+    return composition.apply({name: [g.components.get(name, []) for g in groups] for name in composition.weights})

@@ -11,7 +11,8 @@ import time
 from tao_ray import weight_sync
 from tao_ray.batch import Generation
 from tao_ray.core import diversity
-from tao_ray.sampling import Sample, Sampler, SamplingPlan
+from tao_ray.rewards.compose import Scores
+from tao_ray.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
 
 
 class GeneratorActor:
@@ -39,7 +40,6 @@ class GeneratorActor:
         self.adapter_dir: str | None = None
         self.max_model_len, self.device, self.distance_kind = max_model_len, device, distance
         self.embedder = None
-        self.scoring_failed = 0
 
     def ready(self) -> float:
         """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
@@ -55,18 +55,19 @@ class GeneratorActor:
                  records: list[dict] | None = None) -> list[Generation]:
         """`prompts` are (index, messages) pairs; temperature 0 means greedy (then n should be 1). `plan` picks the
         sampling strategy (default: n iid samples). The adaptive strategy scores while it samples: it needs a
-        ScorerActor handle and each prompt's record, in the order of `prompts`."""
+        ScorerActor handle and each prompt's record, in the order of `prompts`; its Generations carry raw and
+        learning scores."""
         plan = plan or SamplingPlan(n=n, max_draws=n)
-        score = None
-        if plan.strategy == "adaptive":
+        adaptive = plan.strategy == "adaptive"
+        score = composition_ref = None
+        if adaptive:
             import ray
 
-            def score(indices: list[int], texts: list[list[str]]) -> list[list[float | None]]:
-                scores, failed = ray.get(scorer.score.remote([records[i] for i in indices], texts))
-                self.scoring_failed += failed
-                return scores
+            composition_ref = scorer.get_composition.remote()  # fetched while the engine draws
 
-        self.scoring_failed = 0
+            def score(indices: list[int], texts: list[list[str]]) -> Scores:
+                return ray.get(scorer.score.remote([records[i] for i in indices], texts))
+
         needs_distance = plan.min_distance > 0 or plan.strategy != "iid" or n > 1
         embed = self._embedder() if needs_distance and self.distance_kind == "embedding" else None
         distance = self._distance()
@@ -75,19 +76,19 @@ class GeneratorActor:
                           fits=lambda messages: len(self.prompt_token_ids(messages)) + max_tokens
                           <= self.max_model_len)
         groups = sampler.run([messages for _, messages in prompts])
+        if adaptive:
+            # Groups were scored in parts as they grew: normalize over each whole group only now.
+            final = whole_group_scores(groups, ray.get(composition_ref))
         return [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(group.messages),
                            response_texts=[s.text for s in group.kept],
                            response_token_ids=[s.token_ids for s in group.kept],
                            samples_drawn=group.drawn, near_duplicates=group.near_duplicates,
                            tokens_drawn=group.tokens_drawn,
-                           rewards=list(group.scores) if plan.strategy == "adaptive" else None,
+                           rewards=final.raw[k] if adaptive else None,
+                           learning_rewards=final.learning[k] if adaptive else None,
                            mean_distance=(diversity.mean_pairwise_distance(group.keys, distance)
                                           if needs_distance else None))
-                for (index, _), group in zip(prompts, groups, strict=True)]
-
-    def take_scoring_failures(self) -> int:
-        """Scorer failures during the last adaptive generate call (its scores travel inside the Generations)."""
-        return self.scoring_failed
+                for k, ((index, _), group) in enumerate(zip(prompts, groups, strict=True))]
 
     def _draw(self, requests: list[tuple[list[dict[str, str]], int]], temperature: float, top_p: float,
               max_tokens: int) -> list[list[Sample]]:

@@ -1,9 +1,10 @@
 """ScorerActor: rates (prompt, response) pairs with the recipe's reward, one scorer or a weighted sum of several.
 
-In: prompt records (plain dicts) and one list of response texts per record (a group). Out: one list of scores per
-record and the number of failed samples. A sample is None (excluded from learning, counted as failed) where any
-component failed on it: raised, hung past the per-sample timeout, crashed its process, or its service was down.
-Each component's raw mean and the failure reasons are kept for logging until the driver takes them.
+In: prompt records (plain dicts) and one list of response texts per record (a group). Out: `Scores` (see
+rewards/compose.py): raw and learning scores per record, and each component's raw scores. A sample is None
+(excluded from learning, counted as failed) where any component failed on it: raised, hung past the per-sample
+timeout, crashed its process, or its service was down. Each component's raw mean and the failure reasons are kept
+for logging until the driver takes them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from tao_ray.rewards import registry
-from tao_ray.rewards.compose import combine, parse_expression, z_normalize
+from tao_ray.rewards.compose import Composition, Scores, parse_expression
 
 MAX_REASONS = 5
 
@@ -26,15 +27,16 @@ class ScorerActor:
             scoring = dataclasses.asdict(ScoringSection())
         self.weights = dict(parse_expression(reward))
         self.components = {name: registry.build(name, scoring, device, judges) for name in self.weights}
-        self.normalize = normalize
+        self.composition = Composition(self.weights, normalize)
         self._reset_stats()
 
     def _reset_stats(self) -> None:
         self.sums = {name: [0.0, 0] for name in self.weights}
         self.failed, self.reasons = 0, []
 
-    def score(self, records: list[dict], responses: list[list[str]]) -> tuple[list[list[float | None]], int]:
-        """Returns (scores per record, failures in this call)."""
+    def score(self, records: list[dict], responses: list[list[str]]) -> Scores:
+        """Raw and learning scores per record; `responses` should be whole groups when normalizing (the adaptive
+        sampler scores parts of groups: it takes `components` and composes them once each group is complete)."""
         flat_records = [record for record, texts in zip(records, responses, strict=True) for _ in texts]
         flat_texts = [text for texts in responses for text in texts]
         per_component = {}
@@ -45,13 +47,14 @@ class ScorerActor:
             self.sums[name][0] += sum(values)
             self.sums[name][1] += len(values)
             per_component[name] = _regroup(flat, [len(texts) for texts in responses])
-        if self.normalize:
-            per_component = {name: z_normalize(groups) for name, groups in per_component.items()}
-        combined = combine(per_component, self.weights)
-        failed = sum(x is None for group in combined for x in group)
-        self.failed += failed
+        scores = self.composition.apply(per_component)
+        self.failed += scores.failed
         self.reasons = self.reasons[-MAX_REASONS:]
-        return combined, failed
+        return scores
+
+    def get_composition(self) -> Composition:
+        """The weights and normalization, for a caller that composes component scores itself."""
+        return self.composition
 
     def take_stats(self) -> dict[str, Any]:
         """Raw mean per component (reward/<name>), failures and their last reasons since the previous call."""

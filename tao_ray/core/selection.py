@@ -2,6 +2,9 @@
 
 In: per-iteration held-out and training rewards (None where not measured), or paired per-prompt scores.
 Out: an iteration, a stop reason (or None), or a win rate with a bootstrap confidence interval.
+
+"Not measured" is None, never 0.0: an evaluation in which no answer could be scored says nothing about the model,
+so it neither becomes the best checkpoint nor counts toward patience or the reward-hacking guard.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ import random
 from dataclasses import dataclass
 
 
-def best_iteration(heldout: list[float | None]) -> int:
-    """Index of the highest held-out score; the earliest wins ties (less training, same quality)."""
+def heldout_mean(scores: list[float | None]) -> float | None:
+    """Mean over the answers the scorer could rate; None when it could rate none of them (not measured)."""
+    scored = [x for x in scores if x is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def best_iteration(heldout: list[float | None]) -> int | None:
+    """Index of the highest held-out score, skipping unmeasured ones; the earliest wins ties (less training, same
+    quality). None while nothing has been measured."""
     scored = [(score, -i) for i, score in enumerate(heldout) if score is not None]
-    if not scored:
-        raise ValueError("no held-out score yet")
-    return -max(scored)[1]
+    return -max(scored)[1] if scored else None
 
 
 def stop_reason(heldout: list[float | None], train: list[float | None], patience: int | None,
@@ -29,7 +37,7 @@ def stop_reason(heldout: list[float | None], train: list[float | None], patience
     evaluated = [i for i, score in enumerate(heldout) if score is not None]
     if len(evaluated) < 2:
         return None
-    best = best_iteration(heldout)
+    best = best_iteration(heldout)  # never None here: at least two evaluations were measured
     latest = evaluated[-1]
     if patience is not None and sum(1 for i in evaluated if i > best) >= patience:
         return f"plateau: held-out reward has not improved for {patience} evaluation(s) since iteration {best}"

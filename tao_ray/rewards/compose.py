@@ -1,7 +1,9 @@
 """Weighted reward composition: parse `0.7*sql + 0.3*reward_model`, normalize per group, combine.
 
-In: a reward expression; per-component scores for a batch of groups. Out: (name, weight) terms; one combined score
-per sample, None where any component failed on it (the sample is excluded rather than scored on partial evidence).
+In: a reward expression; per-component raw scores for a batch of groups. Out: (name, weight) terms; `Scores`, two
+combined scores per sample: `raw` (the weighted sum of each component's raw score) and `learning` (what advantages
+use: raw, or with group normalization the weighted sum of z-normalized components). Either is None where any
+component failed on the sample (it is excluded rather than scored on partial evidence).
 Pure: no scorer is built here (see registry.py).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 
 SCORERS = ("constraints", "sql", "math", "reward_model", "judge", "function", "http")
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]\w*)\s*$")
@@ -59,3 +62,41 @@ def combine(components: dict[str, list[list[float | None]]], weights: dict[str, 
             row.append(None if any(p is None for p in parts) else sum(weights[n] * p for n, p in zip(names, parts)))
         combined.append(row)
     return combined
+
+
+Grouped = list[list[float | None]]
+"""One list per prompt (a group), one entry per sample."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A scoring call's result, grouped like its input."""
+
+    raw: Grouped
+    """Weighted sum of the components' raw scores: what thresholds, pairing margins and reported means compare,
+    so they keep their meaning whatever the normalization."""
+    learning: Grouped
+    """What advantages are computed from: `raw`, or with scoring.normalize=group the weighted sum of components
+    z-normalized within each group."""
+    components: dict[str, Grouped] = field(default_factory=dict)
+    """Each component's raw scores: a caller that scored a group in parts composes them again once it is whole."""
+
+    @property
+    def failed(self) -> int:
+        """Samples some component failed on (None in every combined score)."""
+        return sum(x is None for group in self.raw for x in group)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """How component scores become one score: the weights and whether components are normalized per group."""
+
+    weights: dict[str, float]
+    normalize: bool = False
+
+    def apply(self, components: dict[str, Grouped]) -> Scores:
+        """`components` must hold whole groups: normalizing a part of a group would use the wrong statistics."""
+        raw = combine(components, self.weights)
+        learning = (combine({name: z_normalize(groups) for name, groups in components.items()}, self.weights)
+                    if self.normalize else raw)
+        return Scores(raw, learning, components)

@@ -49,9 +49,9 @@ def test_scorer_rates_known_texts_and_isolates_failures(ray_cluster):
     scorer = ray.remote(num_cpus=0)(ScorerActor).remote("constraints")
     records = [{"constraints": [{"type": "lowercase"}, {"type": "max_words", "n": 3}]},
                {"constraints": [{"type": "no_such_check"}]}]  # makes the verifier raise
-    scores, failed = ray.get(scorer.score.remote(records, [["all good here", "Too Many Words Here"], ["x"]]))
-    assert scores == [[1.0, 0.0], [None]]
-    assert failed == 1
+    scores = ray.get(scorer.score.remote(records, [["all good here", "Too Many Words Here"], ["x"]]))
+    assert scores.raw == scores.learning == [[1.0, 0.0], [None]]
+    assert scores.failed == 1
     ray.kill(scorer)
 
 

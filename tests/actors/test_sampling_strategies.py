@@ -46,4 +46,5 @@ def test_adaptive_scores_while_sampling_and_spends_the_iid_budget(generator):
     for g in generations:
         assert len(g.rewards) == len(g.response_texts) == g.samples_drawn
         assert all(r in (0.0, 1.0) for r in g.rewards)
+        assert g.learning_rewards == g.rewards  # no normalization asked for
     ray.kill(scorer)

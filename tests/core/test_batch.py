@@ -58,3 +58,35 @@ def test_shards_keep_groups_whole():
     assert [len(s) for s in shards] == [6, 4]
     for shard in shards:
         assert shard.group_ids[0::2] == shard.group_ids[1::2] and shard.advantages[0::2] == [1.0] * (len(shard) // 2)
+
+
+# With scoring.normalize=group, learning scores are z-normalized per group while raw scores keep the scale the
+# thresholds are written in. Here group 0's raw scores are (0.9, 0.2) and group 1's are (0.3, 0.25): normalized,
+# both become (+1, -1), so only the raw scores can tell them apart.
+RAW = [[0.9, 0.2], [0.3, 0.25]]
+LEARNING = [[1.0, -1.0], [1.0, -1.0]]
+
+
+def test_dpo_pairs_by_raw_margin():
+    from tao_ray.batch import build_preference_batch
+
+    batch = build_preference_batch([gen(0, 2), gen(1, 2)], RAW, min_margin=0.1)
+    # group 0: raw gap 0.7 > 0.1, a pair; group 1: raw gap 0.05 <= 0.1, no pair (its normalized gap would be 2)
+    assert batch.group_ids == [0, 0] and batch.rewards == [0.9, 0.2] and batch.advantages == [1.0, -1.0]
+
+
+def test_rft_threshold_compares_raw_scores():
+    from tao_ray.batch import build_best_of_n_batch
+
+    batch = build_best_of_n_batch([gen(0, 2), gen(1, 2)], RAW, min_score=0.5)
+    # group 1's best is 0.3 raw (< 0.5) even though its normalized score is +1
+    assert batch.group_ids == [0] and batch.rewards == [0.9]
+
+
+def test_rollout_advantages_from_learning_scores_rewards_stay_raw():
+    batch = build_rollout_batch([gen(0, 2), gen(1, 2)], RAW, "rloo", learning_rewards=LEARNING)
+    # rloo on (1, -1): 1 - (-1) = 2 and -1 - 1 = -2 for both groups; the batch records the raw scores
+    assert batch.advantages == [2.0, -2.0, 2.0, -2.0]
+    assert batch.rewards == [0.9, 0.2, 0.3, 0.25]
+    # "flat" is judged on the scores the advantages come from: equal raw scores, unequal learning ones, kept
+    assert build_rollout_batch([gen(0, 2)], [[0.5, 0.5]], "grpo", learning_rewards=[[1.0, -1.0]]).group_ids == [0, 0]

@@ -4,7 +4,15 @@ tests/actors): what each strategy draws, keeps, drops and sends."""
 import pytest
 
 from tao_ray.core.diversity import jaccard_distance
-from tao_ray.sampling import DEFAULT_TEMPLATE, Sample, Sampler, SamplingPlan, conditioned_messages
+from tao_ray.rewards.compose import Composition, z_normalize
+from tao_ray.sampling import (
+    DEFAULT_TEMPLATE,
+    Sample,
+    Sampler,
+    SamplingPlan,
+    conditioned_messages,
+    whole_group_scores,
+)
 
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a drink."}]
 
@@ -81,8 +89,12 @@ def test_conditioned_messages_template():
     assert "{previous}" in DEFAULT_TEMPLATE
 
 
-def _scores_by_text(indices, texts):
-    return [[float(len(t)) for t in group] for group in texts]
+LENGTH = Composition({"length": 1.0})
+
+
+def _scores_by_text(indices, texts, composition=LENGTH):
+    """A scorer whose one component is the text's length (what ScorerActor.score returns for these groups)."""
+    return composition.apply({"length": [[float(len(t)) for t in group] for group in texts]})
 
 
 def test_adaptive_stops_a_settled_group_and_spends_its_budget_on_a_varying_one():
@@ -111,3 +123,27 @@ def test_adaptive_needs_a_scorer_and_unknown_strategies_fail():
         Sampler(SamplingPlan("adaptive"), ScriptedDraw({}))
     with pytest.raises(ValueError, match="unknown sampling strategy"):
         Sampler(SamplingPlan("best"), ScriptedDraw({}))
+
+
+def test_adaptive_normalizes_over_each_whole_group_not_per_scoring_call():
+    varied = [{"role": "user", "content": "varied"}]
+    flat = [{"role": "user", "content": "flat"}]
+    draw = ScriptedDraw({"varied": ["a", "bbb", "cc", "dddd"], "flat": ["xx", "yy", "zz", "ww"]})
+    normalized = Composition({"length": 1.0}, normalize=True)
+    calls = []
+
+    def score(indices, texts):
+        calls.append(texts)
+        return _scores_by_text(indices, texts, normalized)
+
+    plan = SamplingPlan("adaptive", n=3, max_draws=4, settle_after=2)
+    varied_group, flat_group = Sampler(plan, draw, score=score).run([varied, flat])
+    # round 1 scores 2 per group; "flat" settles, so "varied" alone gets the 2 remaining draws in a second call
+    assert calls == [[["a", "bbb"], ["xx", "yy"]], [["cc", "dddd"]]]
+    # settling and the group's scores use raw values: a per-call normalization would have made them (-1, 1, -1, 1)
+    assert varied_group.scores == [1.0, 3.0, 2.0, 4.0] and flat_group.scores == [2.0, 2.0]
+    final = whole_group_scores([varied_group, flat_group], normalized)
+    assert final.raw == [[1.0, 3.0, 2.0, 4.0], [2.0, 2.0]]
+    # lengths 1, 3, 2, 4: mean 2.5, std sqrt(1.25); z-normalized over all four, not per call
+    assert final.learning == z_normalize([[1.0, 3.0, 2.0, 4.0], [2.0, 2.0]])
+    assert final.learning[0][0] == pytest.approx(-1.5 / 1.25 ** 0.5) and final.learning[1] == [0.0, 0.0]

@@ -1,10 +1,30 @@
 import pytest
 
-from tao_ray.core.selection import best_iteration, stop_reason, win_rate
+from tao_ray.core.selection import best_iteration, heldout_mean, stop_reason, win_rate
 
 
 def test_best_iteration_prefers_earliest_tie_and_skips_unmeasured():
     assert best_iteration([0.3, None, 0.5, 0.5, 0.4]) == 2
+
+
+def test_an_evaluation_nothing_could_score_is_not_measured_not_zero():
+    assert heldout_mean([None, None]) is None and heldout_mean([]) is None
+    assert heldout_mean([None, 0.0, 1.0]) == 0.5  # unscored answers are left out of the mean
+    assert heldout_mean([0.0, 0.0]) == 0.0  # a real zero stays a zero
+
+
+def test_best_iteration_when_the_base_model_was_not_measured():
+    assert best_iteration([None]) is None and best_iteration([]) is None  # nothing to choose yet
+    assert best_iteration([None, 0.1]) == 1  # a later measured evaluation wins even with a low score
+    assert best_iteration([None, 0.1, None, 0.05]) == 1
+
+
+def test_unmeasured_evaluations_count_for_neither_patience_nor_the_hacking_guard():
+    # Two unmeasured evaluations after the best are not "no improvement": patience 2 is not reached.
+    assert stop_reason([0.3, 0.4, None, None], [None, 0.5, 0.6, 0.7], patience=2, max_drop=0.05) is None
+    # The guard compares the best with the latest *measured* evaluation (0.38: a drop of 0.02, within bounds).
+    assert stop_reason([0.3, 0.4, 0.38, None], [None, 0.5, 0.6, 0.9], patience=None, max_drop=0.05) is None
+    assert stop_reason([None, 0.4], [None, 0.5], patience=1, max_drop=0.0) is None  # one measurement: too early
 
 
 def test_plateau_stops_after_patience_evaluations():

@@ -60,6 +60,22 @@ def test_check_accepts_the_demo_recipe():
     assert "240 train / 60 held-out prompts" in result.stdout
 
 
+def test_flags_may_stand_among_the_overrides(capsys):
+    from tao_ray.cli import build_parser, main
+
+    args = build_parser().parse_args(["run", "recipes/demo-cpu.yaml", "run.name=x", "--overwrite", "training.lr=1e-5",
+                                      "--check", "run.iterations=2"])
+    assert args.overrides == ["run.name=x", "training.lr=1e-5", "run.iterations=2"] and args.overwrite and args.check
+    assert build_parser().parse_args(["show", "recipes/demo-cpu.yaml"]).overrides == []
+    # in-process, no Ray: an override after a flag is applied (a bad one is reported), a good one passes --check
+    assert main(["run", "recipes/demo-cpu.yaml", "--check", "data.max_heldout_prompts=7"]) == 0
+    assert "/ 7 held-out prompts" in capsys.readouterr().out
+    assert main(["run", "recipes/demo-cpu.yaml", "--check", "no_such.key=1"]) == 2
+    assert "no_such" in capsys.readouterr().err
+    assert main(["show", "recipes/demo-cpu.yaml", "run.name=shown"]) == 0
+    assert '"name": "shown"' in capsys.readouterr().out
+
+
 def test_resume_and_overwrite_exclude_each_other():
     assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "--resume", "--overwrite"), "--overwrite")
 
