@@ -193,8 +193,9 @@ class TrainingSection:
     """Also cap each micro-batch at about this many tokens (prompt + response), so long samples do not blow up
     memory; rows are then split by tokens rather than by count (null: by count only)."""
     zero_stage: int = 2
-    """DeepSpeed ZeRO stage: 2 (optimizer state and gradients partitioned) or 3 (parameters too; weights are
-    gathered from every rank for each sync and checkpoint)."""
+    """DeepSpeed ZeRO stage: 2 (optimizer state and gradients partitioned) or 3 (parameters too, loaded straight
+    into each rank's partition, and the frozen reference partitioned alike; weights are gathered from every rank for
+    each sync and checkpoint). Per-GPU memory for either: tao_ray/core/memory.py."""
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     dpo_beta: float = 0.1

@@ -1,4 +1,5 @@
-"""DeepSpeed plumbing shared by the learners: join the process group, wrap a model in an engine.
+"""DeepSpeed plumbing shared by the learners: join the process group, load a model (partitioned under ZeRO-3),
+wrap it in an engine.
 
 The same code serves CPU (gloo, DeepSpeed's CPU accelerator) and GPU (nccl); only `device` differs.
 """
@@ -30,15 +31,10 @@ def join_process_group(rank: int, world_size: int, master_address: str, master_p
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl", verbose=False)
 
 
-def make_engine(model, lr: float, weight_decay: float, micro_batch_size: int, max_grad_norm: float, zero_stage: int,
-                bf16: bool):
-    """A DeepSpeed engine over the model's trainable parameters, with a torch AdamW client optimizer."""
-    import deepspeed
-    import torch
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    config = {
+def engine_config(micro_batch_size: int, max_grad_norm: float, zero_stage: int, bf16: bool) -> dict:
+    """The DeepSpeed config of the policy engine. Under ZeRO-3 the same dict must also be given to
+    `load_partitioned` before the model is loaded, so that loading and training partition alike."""
+    return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         # Accumulation is driven explicitly (set_gradient_accumulation_boundary), because the number of samples
         # varies per step; DeepSpeed's own counter assumes a fixed count.
@@ -50,5 +46,58 @@ def make_engine(model, lr: float, weight_decay: float, micro_batch_size: int, ma
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
     }
+
+
+def reference_config(micro_batch_size: int, bf16: bool) -> dict:
+    """A ZeRO-3 config for the frozen reference: no optimizer, parameters partitioned like the policy's, so each
+    rank holds 1/world_size of it instead of a whole copy."""
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "zero_optimization": {"stage": 3},
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 2**31 - 1,
+    }
+
+
+def load_partitioned(model_path: str, torch_dtype, config: dict):
+    """Load an HF causal LM already partitioned across the ranks (ZeRO-3), never whole on one rank.
+
+    While an `HfDeepSpeedConfig` of a ZeRO-3 config is alive, `from_pretrained` builds the model under
+    `deepspeed.zero.Init` and fills each rank's partition from the checkpoint. transformers holds only a weak
+    reference to it, so the caller must keep the returned config alive as long as the model lives."""
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import HfDeepSpeedConfig
+
+    keep_alive = HfDeepSpeedConfig(config)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+    return model, keep_alive
+
+
+def make_engine(model, lr: float, weight_decay: float, config: dict):
+    """A DeepSpeed engine over the model's trainable parameters, with a torch AdamW client optimizer."""
+    import deepspeed
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     return engine
+
+
+def make_inference_engine(model, config: dict):
+    """A DeepSpeed engine without optimizer (the ZeRO-3 reference): it only gathers parameters for forwards."""
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model, config=config)
+    engine.eval()
+    return engine
+
+
+def local_numel(model) -> tuple[int, int]:
+    """(elements this rank holds, elements of the whole model). A ZeRO-3 parameter keeps its partition in
+    `ds_tensor` (padded to a multiple of the world size) and its full size in `ds_numel`."""
+    local = full = 0
+    for p in model.parameters():
+        local += p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
+        full += getattr(p, "ds_numel", p.numel())
+    return local, full

@@ -22,7 +22,11 @@ class LearnerActor:
         return distributed.rendezvous_address()
 
     def setup(self, master_address: str, master_port: int) -> int:
-        """Join the process group and build the DeepSpeed engine; every rank must call this concurrently."""
+        """Join the process group and build the DeepSpeed engine; every rank must call this concurrently.
+
+        Under ZeRO-2 every rank loads the whole policy and a whole reference copy. Under ZeRO-3 neither is ever
+        whole on one rank: both are loaded straight into their partitions, and the reference is a DeepSpeed
+        engine without optimizer (a 70B model in bf16 is 141 GB, more than any one GPU)."""
         rank, device, dtype, training = self.rank, self.device, self.dtype, self.training
         distributed.join_process_group(rank, self.world_size, master_address, master_port, device)
         import torch
@@ -31,7 +35,17 @@ class LearnerActor:
         torch.set_num_threads(max(1, self.num_threads))
         torch.manual_seed(training["seed"] + rank)
         torch_dtype = getattr(torch, dtype)
-        policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        bf16 = dtype == "bfloat16" and device != "cpu"
+        zero3 = training["zero_stage"] == 3
+        ds_config = distributed.engine_config(training["micro_batch_size"], training["max_grad_norm"],
+                                              training["zero_stage"], bf16)
+        self._zero3_configs = []  # transformers refers to these weakly; they must outlive the models
+        if zero3:
+            policy, keep_alive = distributed.load_partitioned(self.model_path, torch_dtype, ds_config)
+            self._zero3_configs.append(keep_alive)
+        else:
+            policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        self.loaded_numel = distributed.local_numel(policy)
         if training["gradient_checkpointing"]:
             policy.gradient_checkpointing_enable()
         self.pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
@@ -45,16 +59,37 @@ class LearnerActor:
             self.reference = None  # the reference is the policy with its adapter disabled: no second copy
         else:
             # The frozen reference is a second copy: the KL anchor must not move with the policy.
-            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype).eval()
-            self.reference.requires_grad_(False)
-        self.engine = distributed.make_engine(policy, training["lr"], training["weight_decay"],
-                                              training["micro_batch_size"], training["max_grad_norm"],
-                                              training["zero_stage"], bf16=dtype == "bfloat16" and device != "cpu")
+            self.reference = self._frozen_reference(torch_dtype, bf16, zero3)
+        self.engine = distributed.make_engine(policy, training["lr"], training["weight_decay"], ds_config)
         self.torch_device = self.engine.device
-        if self.reference is not None:
+        if self.reference is not None and not zero3:
             self.reference.to(self.torch_device)
         self.sync_channel = None
         return rank
+
+    def _frozen_reference(self, torch_dtype, bf16: bool, zero3: bool):
+        """The whole model on this rank (ZeRO-2), or, under ZeRO-3, an engine without optimizer over this rank's
+        partition, loaded partitioned: a whole 70B reference would take 141 GB on every rank."""
+        if not zero3:
+            from transformers import AutoModelForCausalLM
+
+            reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype).eval()
+            reference.requires_grad_(False)
+            return reference
+        ref_config = distributed.reference_config(self.training["micro_batch_size"], bf16)
+        reference, keep_alive = distributed.load_partitioned(self.model_path, torch_dtype, ref_config)
+        self._zero3_configs.append(keep_alive)
+        reference.requires_grad_(False)
+        return distributed.make_inference_engine(reference, ref_config)
+
+    def parameter_numels(self) -> dict[str, tuple[int, int]]:
+        """(elements on this rank, elements in the whole model) of the policy as loaded, the policy now and the
+        reference: under ZeRO-3 each rank holds about 1/world_size of every one."""
+        numels = {"policy_loaded": self.loaded_numel, "policy": distributed.local_numel(self.engine.module)}
+        if self.reference is not None:
+            module = getattr(self.reference, "module", self.reference)  # the ZeRO-3 engine or the plain model
+            numels["reference"] = distributed.local_numel(module)
+        return numels
 
     def _reference_logprobs(self, packed):
         from tao_ray.core.sequences import response_logprobs

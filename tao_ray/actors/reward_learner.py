@@ -44,8 +44,8 @@ class RewardLearnerActor:
             config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, target_modules="all-linear",
                                 task_type="SEQ_CLS", modules_to_save=["score"])
             model = get_peft_model(model, config)
-        self.engine = distributed.make_engine(model, self.lr, 0.0, self.batch_size, 1.0, zero_stage=2,
-                                              bf16=False)
+        ds_config = distributed.engine_config(self.batch_size, max_grad_norm=1.0, zero_stage=2, bf16=False)
+        self.engine = distributed.make_engine(model, self.lr, 0.0, ds_config)
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def _rewards(self, module, messages: list[list[dict]], responses: list[str]):

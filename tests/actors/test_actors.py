@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from tao_ray import weight_sync
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.scorer import ScorerActor
-from tao_ray.batch import build_rollout_batch
+from tao_ray.batch import RolloutBatch, build_rollout_batch
 
 from .conftest import start_learners, training_section
 
@@ -96,6 +96,25 @@ def test_two_learner_ranks_take_identical_steps(generator, model_dir, zero_stage
     ray.get([learner.train.remote(batch.shard(rank, 2), 1) for rank, learner in enumerate(learners)])
     digests = ray.get([learner.weights_digest.remote() for learner in learners])
     assert digests[0] == digests[1] != before[0]  # gradients were reduced across ranks: the replicas agree
+    for learner in learners:
+        ray.kill(learner)
+
+
+def test_zero3_partitions_policy_and_reference_from_loading_on(ray_cluster, model_dir):
+    """Under ZeRO-3 no rank ever holds a whole model: the policy is loaded into its partitions (not loaded whole and
+    split afterwards), and the reference is partitioned too. Each of 2 ranks holds half, plus per-tensor padding."""
+    learners = start_learners(model_dir, 2, training_section(zero_stage=3, kl_coef=1.0))
+    numels = ray.get([learner.parameter_numels.remote() for learner in learners])
+    for role in ("policy_loaded", "policy", "reference"):
+        full = numels[0][role][1]
+        assert full > 100_000_000  # the whole 135M demo model
+        assert all(rank_numels[role][0] < 0.51 * full for rank_numels in numels)
+        assert sum(rank_numels[role][0] for rank_numels in numels) >= full
+    # The partitioned reference holds the real weights: with zero advantages the objective is kl_coef * KL(policy
+    # || reference), exactly 0 before any step. A randomly initialised reference would make it large.
+    batch = RolloutBatch(prompt_token_ids=[[1, 504, 3458], [1, 2114]], response_token_ids=[[28, 253], [9, 11, 2]],
+                         rewards=[0.0, 1.0], advantages=[0.0, 0.0], group_ids=[0, 0])
+    assert ray.get([learner.loss_on.remote(batch) for learner in learners]) == [0.0, 0.0]
     for learner in learners:
         ray.kill(learner)
 
