@@ -12,11 +12,11 @@ from tao_ray.errors import TaoError
 def _cmd_run(args: argparse.Namespace) -> int:
     from tao_ray.checkpoints import set_aside
     from tao_ray.config import load_recipe
-    from tao_ray.inputs import prepare_inputs
+    from tao_ray.inputs import prepare_inputs, resolve_output_dir
 
     if args.resume and args.overwrite:
         raise TaoError("run: --resume continues a run and --overwrite deletes it; pass one of them")
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = resolve_output_dir(load_recipe(args.recipe, args.overrides))
     inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
     if args.overwrite and not args.check and recipe.run_dir.exists():
         import shutil

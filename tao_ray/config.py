@@ -124,6 +124,11 @@ class JudgeOptions:
     """Judge actors (each a vLLM engine), shared by all scorers."""
     judge_cpus: float = 1.0
     judge_gpus: float = 0.0
+    """GPUs per judge engine; on cuda it must equal scoring.judge.tensor_parallel_size."""
+    dtype: str = "float32"
+    """The judge engine's dtype (float32 on cpu; bfloat16 on GPUs), independent of the policy's."""
+    tensor_parallel_size: int = 1
+    """GPUs per judge engine on cuda (a 70B judge needs several); 1 on cpu."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,15 @@ class ResourcesSection:
     learner_gpus: float = 0.0
     tensor_parallel_size: int = 1
     """GPUs per vLLM engine; generator_gpus must equal it on cuda."""
+    scorer_gpus: float = 0.0
+    """GPUs (or a share of one) per scorer actor. On cuda, a run whose reward (or eval reward) includes
+    reward_model needs it above 0: the reward model runs inside the scorer actors."""
+    placement: str = "pack"
+    """How the run's placement group lays out the actors' resources, all reserved at once before any actor starts:
+    pack (as few nodes as possible) or spread (across nodes)."""
+    startup_timeout_s: float = 600.0
+    """Seconds to wait for the cluster to reserve every actor's resources; then the run stops with one line naming
+    each role, what it asked for and what the cluster has free."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,8 @@ CHOICES = {
     "logging.wandb_mode": ("auto", "offline", "online"),
     "scoring.normalize": ("none", "group"),
     "scoring.judge.mode": ("pointwise", "pairwise"),
+    "scoring.judge.dtype": ("float32", "bfloat16"),
+    "resources.placement": ("pack", "spread"),
 }
 
 
@@ -479,7 +495,8 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     positive = ["model.max_model_len", "data.max_prompt_tokens", "generation.samples_per_prompt",
                 "generation.prompts_per_iteration", "generation.max_tokens", "training.epochs",
                 "training.micro_batch_size", "resources.generators", "resources.scorers", "resources.learners",
-                "resources.tensor_parallel_size", "eval.every", "run.keep_checkpoints"]
+                "resources.tensor_parallel_size", "scoring.judge.tensor_parallel_size", "eval.every",
+                "run.keep_checkpoints"]
     for key in positive:
         if get(recipe, key) < 1:
             fail(key, f"is {get(recipe, key)}; it must be at least 1")
@@ -487,7 +504,8 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
                     "training.clip_eps", "training.max_grad_norm",
                     "training.weight_decay", "generation.temperature", "resources.generator_cpus",
                     "resources.generator_gpus", "resources.scorer_cpus", "resources.learner_cpus",
-                    "resources.learner_gpus", "run.iterations"]
+                    "resources.learner_gpus", "resources.scorer_gpus", "scoring.judge.judge_cpus",
+                    "scoring.judge.judge_gpus", "run.iterations"]
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
@@ -535,10 +553,10 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
     if recipe.generation.samples_per_prompt < 2:
         fail("generation.samples_per_prompt", f"must be at least 2 for {recipe.training.algorithm}: "
              "every algorithm learns by comparing the samples of a group")
+    if recipe.resources.startup_timeout_s <= 0:
+        fail("resources.startup_timeout_s", "must be positive (seconds)")
+    _validate_gpus(recipe, fail)
     res = recipe.resources
-    for key in ("resources.generator_gpus", "resources.learner_gpus"):
-        if res.device == "cpu" and get(recipe, key):
-            fail(key, "asks for GPUs but resources.device is cpu; set resources.device=cuda or this key to 0")
     if res.device == "cuda":
         if res.learner_gpus <= 0:
             fail("resources.learner_gpus", "must be positive on cuda (each learner rank needs a GPU)")
@@ -568,3 +586,27 @@ def _validate_generation(gen: GenerationSection, fail: Callable[[str, str], typi
     if gen.strategy == "adaptive" and not 2 <= gen.settle_after <= gen.samples_per_prompt:
         fail("generation.settle_after", f"is {gen.settle_after}; it must be between 2 and "
              f"generation.samples_per_prompt ({gen.samples_per_prompt})")
+
+
+def _validate_gpus(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """Every model that runs on cuda gets a GPU: the policy's roles, the reward model's scorers and the judges."""
+    from tao_ray.rewards.compose import parse_expression
+
+    res, judge = recipe.resources, recipe.scoring.judge
+    gpu_keys = ("resources.generator_gpus", "resources.learner_gpus", "resources.scorer_gpus",
+                "scoring.judge.judge_gpus")
+    if res.device == "cpu":
+        for key in gpu_keys:
+            if get(recipe, key):
+                fail(key, "asks for GPUs but resources.device is cpu; set resources.device=cuda or this key to 0")
+        if judge.tensor_parallel_size != 1:
+            fail("scoring.judge.tensor_parallel_size", "must be 1 on cpu")
+        return
+    scorers = {name for expression in (recipe.scoring.reward, recipe.eval.reward) if expression
+               for name, _ in parse_expression(expression)}
+    if "reward_model" in scorers and res.scorer_gpus <= 0:
+        fail("resources.scorer_gpus", "is 0, but the reward_model scorer runs its model inside the scorer actors "
+             "on cuda; give each scorer a GPU or a share of one, e.g. resources.scorer_gpus=0.5")
+    if "judge" in scorers and judge.judge_gpus != judge.tensor_parallel_size:
+        fail("scoring.judge.judge_gpus", f"is {judge.judge_gpus:g}; on cuda each judge engine needs "
+             f"scoring.judge.tensor_parallel_size ({judge.tensor_parallel_size}) GPUs")

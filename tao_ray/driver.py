@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, launch, learning, weight_sync
+from tao_ray import checkpoints, launch, learning, placement, storage, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -32,6 +32,8 @@ from tao_ray.inputs import RunInputs
 from tao_ray.rewards.compose import Scores
 from tao_ray.sampling import SamplingPlan
 from tao_ray.tracking import Tracker, hardware
+
+SERVED_WEIGHTS_PARAMETER = "model.embed_tokens.weight"
 
 
 def split_evenly(items: list, parts: int) -> list[list]:
@@ -71,21 +73,29 @@ class TaoDriver:
                                recipe.logging.wandb_project, summary["config"])
         started = time.perf_counter()
         self.started_ray = launch.init_ray(recipe)
-        self.tracker.stage(f"ray up ({'local' if self.started_ray else 'cluster'}) in "
-                           f"{time.perf_counter() - started:.1f}s; starting {res.generators} generator(s), "
-                           f"{res.scorers} scorer(s), {res.learners} learner rank(s)")
-        started = time.perf_counter()
-        self.generators = launch.start_generators(recipe, self.inputs.model_dir)
         eval_reward = recipe.eval.reward or recipe.scoring.reward
-        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir)
-                       if "judge" in recipe.scoring.reward + eval_reward else [])
+        judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward else 0
+        # Held-out answers are scored raw, so the training scorers serve the evaluation unless its reward differs.
+        own_eval_scorers = eval_reward != recipe.scoring.reward
+        self.reservation = placement.reserve(recipe, judges, res.scorers if own_eval_scorers else 0)
+        summary["actors"] = self.reservation.locations()
+        nodes = {where["node_id"] for where in summary["actors"]}
+        self.tracker.stage(f"ray up ({'local' if self.started_ray else 'cluster'}); resources reserved on "
+                           f"{len(nodes)} node(s) (placement {res.placement}) in {time.perf_counter() - started:.1f}s;"
+                           f" starting {res.generators} generator(s), {res.scorers} scorer(s), {res.learners} "
+                           "learner rank(s)")
+        storage.check_shared(self.run_dir, self.reservation.nodes(("learner", "generator")))
+        started = time.perf_counter()
+        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation)
+        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation) if judges else [])
         normalize = recipe.scoring.normalize == "group"
         paths = self.inputs.scoring_paths
-        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths)
-        # Held-out answers are single samples: group normalization would zero them, so eval scores stay raw.
-        self.eval_scorers = (self.scorers if eval_reward == recipe.scoring.reward and not normalize
-                             else launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths))
-        self.learners = launch.start_learners(recipe, self.inputs.model_dir)
+        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths,
+                                            self.reservation)
+        self.eval_scorers = (launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths,
+                                                  placement=self.reservation, role="eval_scorer")
+                             if own_eval_scorers else self.scorers)
+        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation)
         engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges])
         lora = recipe.training.lora
         self.sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
@@ -287,13 +297,26 @@ class TaoDriver:
         return {"win_rate": result.win_rate, "ci95_low": result.ci_low, "ci95_high": result.ci_high,
                 "mean_diff": result.mean_diff}
 
+    def served_weights(self) -> list[float | None]:
+        """A fingerprint of the weights each generator serves: the sum of its input embedding, which every
+        full-weight sync moves (an adapter sync leaves it alone). Rows show the new weights landed in every engine;
+        None where an engine names the parameter otherwise (or shards it) and cannot tell."""
+        calls = [g.parameter_sum.remote(SERVED_WEIGHTS_PARAMETER) for g in self.generators]
+        sums: list[float | None] = []
+        for call in calls:
+            try:
+                sums.append(ray.get(call))
+            except ray.exceptions.RayTaskError:
+                sums.append(None)
+        return sums
+
     def log_iteration(self, iteration: int, heldout_scores: list[float | None] | None, timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
         heldout = self.heldout_mean(heldout_scores)
         row = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
                "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
                                                              "checkpoint")},
-               "tokens_generated": 0, "weight_sync_s": 0.0, **train_row}
+               "tokens_generated": 0, "weight_sync_s": 0.0, "served_weights": self.served_weights(), **train_row}
         if heldout_scores is not None:
             if iteration > 0:
                 row["heldout_vs_base"] = self.versus_base(heldout_scores)
@@ -325,6 +348,8 @@ class TaoDriver:
                   for a in getattr(self, role, [])}
         for actor in actors.values():
             ray.kill(actor)
+        if getattr(self, "placement", None) is not None:
+            self.reservation.release()
         if self.started_ray:
             ray.shutdown()
 

@@ -6,6 +6,8 @@ In: a Recipe. Out: `RunInputs` (model directory, prompt records), or a TaoError 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import re
 import socket
@@ -38,6 +40,26 @@ def resolve_path(raw: str, recipe: Recipe) -> Path:
     return beside_recipe if beside_recipe.exists() else path
 
 
+def in_ray_job_working_dir() -> bool:
+    """True when this process is a Ray job's entrypoint running in Ray's temporary copy of the working dir
+    (`ray job submit --working-dir .`), which Ray deletes with the job's session."""
+    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return bool((config.get("runtime_env") or {}).get("working_dir")) or \
+        "runtime_resources/working_dir_files" in Path.cwd().as_posix()
+
+
+def resolve_output_dir(recipe: Recipe) -> Recipe:
+    """The recipe with run.output_dir absolute, so the driver and every actor name one directory. A relative one
+    is refused inside a Ray job's working-dir copy: the run would land there and vanish with the job."""
+    raw = recipe.run.output_dir
+    if not Path(raw).expanduser().is_absolute() and in_ray_job_working_dir():
+        raise TaoError(f"{locate(recipe, 'run.output_dir')}: key 'run.output_dir' is {raw!r}, relative to Ray's "
+                       "temporary copy of the job's working dir, which is deleted with the job; set it to an "
+                       "absolute path on storage every node mounts, e.g. run.output_dir=/shared/tao-ray/runs")
+    absolute = str(Path(raw).expanduser().resolve())
+    return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, output_dir=absolute))
+
+
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
         return False
@@ -65,7 +87,7 @@ def resolve_model_path(raw: str, where: str, path: Path | None = None) -> str:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TaoError(f"{where}: {path} has no config.json; point it at a Hugging Face model directory")
-        return str(path)
+        return str(path.resolve())  # actors may run in another directory, or on another node
     if not _HUB_ID.match(raw) or raw.startswith((".", "/", "~")):
         raise TaoError(f"{where}: model directory {raw} does not exist; fix the path, or use 'demo'")
     from huggingface_hub import snapshot_download
@@ -166,8 +188,6 @@ def _check_database(recipe: Recipe, fail) -> None:
 
 
 def _check_reward_model(recipe: Recipe, fail) -> None:
-    import json
-
     raw = recipe.scoring.reward_model.path
     path = resolve_path(raw, recipe) if raw else None
     if path is None or not (path / "config.json").is_file():

@@ -15,6 +15,7 @@ from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
+from tao_ray.placement import Reservation
 
 
 def local_cpu_demand(recipe: Recipe) -> float:
@@ -40,51 +41,63 @@ def init_ray(recipe: Recipe) -> bool:
     return True
 
 
-def start_generators(recipe: Recipe, model_dir: str) -> list:
+def _placed(cls, placement: Reservation | None, role: str, rank: int):
+    """The actor class bound to its bundle of the run's placement group (unplaced when there is none)."""
+    strategy = placement.strategy(role, rank) if placement is not None else None
+    return cls.options(scheduling_strategy=strategy) if strategy is not None else cls
+
+
+def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | None = None) -> list:
     res, gen = recipe.resources, recipe.generation
     cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus)(GeneratorActor)
     eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
     lora = recipe.training.lora
     lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
-    return [cls.remote(model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb,
-                       gen.gpu_memory_utilization, gen.seed + i, res.tensor_parallel_size, eager, lora_rank,
-                       gen.distance, res.device)
-            for i in range(res.generators)]
+    return [_placed(cls, placement, "generator", i).remote(
+        model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
+        gen.seed + i, res.tensor_parallel_size, eager, lora_rank, gen.distance, res.device)
+        for i in range(res.generators)]
 
 
-def start_judges(recipe: Recipe, judge_model_dir: str) -> list:
-    """vLLM judge engines, shared by every scorer whose reward includes `judge`."""
+def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | None = None) -> list:
+    """vLLM judge engines, shared by every scorer whose reward includes `judge`. A judge has its own dtype and
+    tensor-parallel size: it may be a larger model than the policy."""
     from tao_ray.actors.judge import JudgeActor
 
     judge, res = recipe.scoring.judge, recipe.resources
     cls = ray.remote(num_cpus=judge.judge_cpus, num_gpus=judge.judge_gpus)(JudgeActor)
     eager = recipe.generation.enforce_eager if recipe.generation.enforce_eager is not None else res.device == "cpu"
-    return [cls.remote(judge_model_dir, recipe.model.dtype, judge.max_model_len, judge.kv_cache_gb,
-                       recipe.generation.gpu_memory_utilization, recipe.generation.seed + i,
-                       1, eager, judge.mode, judge.rubric or None, judge.max_tokens, 128, judge.reason_first)
-            for i in range(judge.judges)]
+    return [_placed(cls, placement, "judge", i).remote(
+        judge_model_dir, judge.dtype, judge.max_model_len, judge.kv_cache_gb,
+        recipe.generation.gpu_memory_utilization, recipe.generation.seed + i, judge.tensor_parallel_size, eager,
+        judge.mode, judge.rubric or None, judge.max_tokens, 128, judge.reason_first)
+        for i in range(judge.judges)]
 
 
 def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: list | None = None,
-                  paths: dict[str, str] | None = None) -> list:
-    """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths)."""
+                  paths: dict[str, str] | None = None, placement: Reservation | None = None,
+                  role: str = "scorer") -> list:
+    """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths). `role`: scorer, or
+    eval_scorer for the held-out evaluation's own scorers."""
+    res = recipe.resources
     # A scorer that dies (e.g. a reward function crashing its process) is restarted once and the call retried once.
-    cls = ray.remote(num_cpus=recipe.resources.scorer_cpus, max_restarts=1, max_task_retries=1)(ScorerActor)
+    cls = ray.remote(num_cpus=res.scorer_cpus, num_gpus=res.scorer_gpus, max_restarts=1,
+                     max_task_retries=1)(ScorerActor)
     scoring = dataclasses.asdict(recipe.scoring)
     for dotted, path in (paths or {}).items():
         section, key = dotted.split(".")
         scoring[section][key] = path
-    return [cls.remote(reward, scoring, normalize, recipe.resources.device, judges)
-            for _ in range(recipe.resources.scorers)]
+    return [_placed(cls, placement, role, i).remote(reward, scoring, normalize, res.device, judges)
+            for i in range(res.scorers)]
 
 
-def start_learners(recipe: Recipe, model_dir: str) -> list:
+def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None) -> list:
     res = recipe.resources
     cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
     training = dataclasses.asdict(recipe.training)
-    learners = [cls.remote(model_dir, recipe.model.dtype, training, res.device, rank, res.learners,
-                           max(1, int(res.learner_cpus)))
-                for rank in range(res.learners)]
+    learners = [_placed(cls, placement, "learner", rank).remote(
+        model_dir, recipe.model.dtype, training, res.device, rank, res.learners, max(1, int(res.learner_cpus)))
+        for rank in range(res.learners)]
     master_address, master_port = ray.get(learners[0].rendezvous_address.remote())
     ray.get([learner.setup.remote(master_address, master_port) for learner in learners])
     return learners

@@ -32,8 +32,12 @@ class GeneratorActor:
                 } if lora_rank else {}
         started = time.perf_counter()
         self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
-                       tensor_parallel_size=tensor_parallel_size, worker_extension_cls=weight_sync.WORKER_EXTENSION,
-                       enable_prefix_caching=True, enforce_eager=enforce_eager, **kv_cache, **lora)
+                       tensor_parallel_size=tensor_parallel_size,
+                       # The actor holds all of its engine's GPUs in one bundle of the run's placement group: its
+                       # tensor-parallel workers are processes inside it, not Ray tasks needing bundles of their own.
+                       distributed_executor_backend="mp" if tensor_parallel_size > 1 else None,
+                       worker_extension_cls=weight_sync.WORKER_EXTENSION, enable_prefix_caching=True,
+                       enforce_eager=enforce_eager, **kv_cache, **lora)
         self.startup_s = time.perf_counter() - started
         self.tokenizer = self.llm.get_tokenizer()
         self.lora_request = None

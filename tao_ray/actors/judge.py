@@ -35,6 +35,7 @@ class JudgeActor:
         # Prefix caching pays off here: every judge prompt starts with the same rubric.
         self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
                        tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True,
+                       distributed_executor_backend="mp" if tensor_parallel_size > 1 else None,  # as the generator
                        enforce_eager=enforce_eager, **kv_cache)
         self.startup_s = time.perf_counter() - started
         self.tokenizer = self.llm.get_tokenizer()

@@ -179,7 +179,7 @@ class LearnerActor:
                     sums[name] = sums.get(name, 0.0) + value * weight
                 # The objective this rank optimized: its share of the whole batch's loss (micro-batches add up;
                 # a stand-in micro-batch adds nothing).
-                objective += float(loss) * weight / cfg["epochs"]
+                objective += float(loss.detach()) * weight / cfg["epochs"]
         used = sum(1 for c in chunks if c) * cfg["epochs"]
         metrics = {name: total / max(used, 1) for name, total in sums.items()}
         metrics["loss"] = objective

@@ -1,0 +1,95 @@
+"""A real multi-node Ray cluster on one machine: a head and more raylets joined with `ray start --address`, each
+with its own CPUs and a custom resource naming it, under token authentication, started through cluster/local.sh.
+
+The raylets run with a PATH that does not name the venv (as on a cluster started by hand): whatever a job needs
+must not depend on it. Teardown kills every process of this cluster, found by its own temporary directory, and
+their children (vLLM engine processes included), leaving any other Ray on the machine alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 2):
+        self.nodes, self.cpus = nodes, cpus_per_node
+        # Short: Ray's socket paths under it must stay below the Unix limit of 107 characters.
+        self.root = Path(tempfile.mkdtemp(prefix="tr-", dir="/tmp"))
+        self.token_path = self.root / "token"
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != VENV_BIN]
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+                    "PATH": os.pathsep.join(path), "RAY": str(VENV_BIN / "ray"), "PYTHON": sys.executable,
+                    "RAY_AUTH_TOKEN_PATH": str(self.token_path), "TAO_RAY_PORT": str(self.port),
+                    "TAO_RAY_DASHBOARD_PORT": str(self.dashboard_port)}
+
+    def _local(self, *args: str) -> None:
+        subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), *args], env=self.env, cwd=REPO, check=True,
+                       capture_output=True, text=True, timeout=180)
+
+    def start(self) -> LocalCluster:
+        self._local("start", "--num-cpus", str(self.cpus), "--resources", '{"node_0": 1}', "--temp-dir",
+                    str(self.root / "ray"), "--ray-client-server-port", str(free_port()))
+        head = f"{socket.gethostbyname(socket.gethostname())}:{self.port}"
+        for node in range(1, self.nodes):
+            self._local("join", head, "--num-cpus", str(self.cpus), "--resources", f'{{"node_{node}": 1}}',
+                        "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port",
+                        str(free_port()))
+        self.wait_for_nodes()
+        return self
+
+    def wait_for_nodes(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = subprocess.run([str(VENV_BIN / "ray"), "status", "--address", f"127.0.0.1:{self.port}"],
+                                    env={**self.env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True)
+            if all(f"node_{n}" in status.stdout for n in range(self.nodes)):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster did not come up with {self.nodes} nodes: {status.stdout[-2000:]}")
+            time.sleep(2)
+
+    def submit(self, *args: str, timeout_s: float = 1500) -> subprocess.CompletedProcess:
+        """cluster/submit.sh from the repository root, as the README tells users."""
+        return subprocess.run(["bash", str(REPO / "cluster" / "submit.sh"), *args], cwd=REPO,
+                              env={**self.env, "RAY_ADDRESS": self.dashboard}, capture_output=True, text=True,
+                              timeout=timeout_s)
+
+    def stop(self) -> None:
+        import psutil
+
+        mine = str(self.root)
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                if any(mine in part for part in process.info["cmdline"] or []):
+                    found.append(process)
+                    found.extend(process.children(recursive=True))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        for process in found:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(found, timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
