@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from tao_ray.config import Recipe
 from tao_ray.errors import TaoError
 
-# Bundle order: the largest requests first, so that `spread` gives learners and generators their own nodes.
 ROLES = ("learner", "generator", "judge", "scorer", "eval_scorer")
 
 
@@ -41,19 +40,23 @@ def requests(recipe: Recipe, judges: int, eval_scorers: int) -> list[Request]:
     return [Request(role, *table[role]) for role in ROLES if table[role][0] > 0]
 
 
-def shortfall_message(wanted: list[Request], free: dict[str, float], total: dict[str, float], nodes: int,
+def shortfall_message(wanted: list[Request], free: dict[str, float], node_sizes: list[dict[str, float]],
                       strategy: str, timeout_s: float) -> str:
-    """One line: each role's request, then what the cluster has free and in all (pure)."""
+    """One line: each role's request, what the cluster has free, and each node's size (a bundle must fit on one
+    node) (pure)."""
 
     def show(amounts: dict[str, float]) -> str:
-        return ", ".join(f"{value:g} {name}" for name, value in sorted(amounts.items())) or "nothing"
+        shown = {name: value for name, value in sorted(amounts.items()) if name in ("CPU", "GPU") and value > 0}
+        return ", ".join(f"{value:g} {name}" for name, value in shown.items()) or "nothing"
 
     asked = "; ".join(f"{r.role} x{r.count} asks {show(r.resources)} each" for r in wanted)
-    plain = ("CPU", "GPU")
+    sizes = "; ".join(show(size) for size in node_sizes)
+    advice = "add nodes, or lower the resources.* counts or their CPUs/GPUs"
+    if strategy == "spread":
+        advice += ", or use resources.placement=pack"
     return (f"could not reserve the run's resources within resources.startup_timeout_s ({timeout_s:g}s, placement "
-            f"{strategy}): {asked}; the cluster has {show({k: free.get(k, 0.0) for k in plain})} free of "
-            f"{show({k: total.get(k, 0.0) for k in plain})} on {nodes} node(s). Add nodes, lower the resources.* "
-            "counts or CPUs/GPUs, or use resources.placement=pack")
+            f"{strategy}): {asked}; the cluster has {show(free)} free, on {len(node_sizes)} node(s) of: {sizes}; "
+            f"{advice}")
 
 
 @dataclass
@@ -106,12 +109,12 @@ def reserve(recipe: Recipe, judges: int, eval_scorers: int) -> Reservation:
     from ray.util.placement_group import placement_group
 
     wanted = requests(recipe, judges, eval_scorers)
-    bundles, index_of = [], {}
-    for request in wanted:
-        for rank in range(request.count):
-            if request.resources:
-                index_of[(request.role, rank)] = len(bundles)
-                bundles.append(dict(request.resources))
+    actors = [(request, rank) for request in wanted for rank in range(request.count) if request.resources]
+    # Largest bundles first: Ray places bundles greedily in order, so an 8-GPU generator placed after 24 spread
+    # learner ranks would find no node with 8 GPUs left.
+    actors.sort(key=lambda actor: (-actor[0].resources.get("GPU", 0.0), -actor[0].resources.get("CPU", 0.0)))
+    bundles = [dict(request.resources) for request, _ in actors]
+    index_of = {(request.role, rank): index for index, (request, rank) in enumerate(actors)}
     if not bundles:
         return Reservation(None)
     res = recipe.resources
@@ -119,10 +122,10 @@ def reserve(recipe: Recipe, judges: int, eval_scorers: int) -> Reservation:
     group = placement_group(bundles, strategy=strategy, name=f"tao-ray-{recipe.run.name}")
     ready, _ = ray.wait([group.ready()], timeout=res.startup_timeout_s)
     if not ready:
-        free, total = ray.available_resources(), ray.cluster_resources()
-        nodes = sum(1 for node in ray.nodes() if node["Alive"])
         from ray.util.placement_group import remove_placement_group
 
         remove_placement_group(group)
-        raise TaoError(shortfall_message(wanted, free, total, nodes, res.placement, res.startup_timeout_s))
+        sizes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        raise TaoError(shortfall_message(wanted, ray.available_resources(), sizes, res.placement,
+                                         res.startup_timeout_s))
     return Reservation(group, index_of)

@@ -78,3 +78,27 @@ def test_nested_lora_section_and_its_errors(tmp_path):
     assert load_recipe(recipe_file(tmp_path)).training.lora.r == 0
     assert "unknown key 'training.lora.rank'" in error(recipe_file(tmp_path), ["training.lora.rank=8"])
     assert "key 'training.lora.r' is -1" in error(recipe_file(tmp_path), ["training.lora.r=-1"])
+
+
+CUDA = ["resources.device=cuda", "resources.learner_gpus=1", "resources.generator_gpus=1",
+        "generation.kv_cache_gb=null"]
+
+
+def test_a_cuda_reward_model_or_judge_without_a_gpu_is_refused(tmp_path):
+    path = recipe_file(tmp_path)
+    message = error(path, [*CUDA, "scoring.reward=reward_model"])
+    assert "'resources.scorer_gpus'" in message and "reward_model" in message
+    message = error(path, [*CUDA, "eval.reward=0.5*constraints + 0.5*judge"])
+    assert "'scoring.judge.judge_gpus'" in message and "tensor_parallel_size (1)" in message
+    recipe = load_recipe(path, [*CUDA, "scoring.reward=judge", "scoring.judge.judge_gpus=4",
+                                "scoring.judge.tensor_parallel_size=4", "scoring.judge.dtype=bfloat16"])
+    assert recipe.scoring.judge.tensor_parallel_size == 4 and recipe.scoring.judge.dtype == "bfloat16"
+    assert load_recipe(path, [*CUDA, "scoring.reward=reward_model", "resources.scorer_gpus=0.5"])
+
+
+def test_gpus_on_cpu_and_bad_placement_are_refused(tmp_path):
+    path = recipe_file(tmp_path)
+    assert "'resources.scorer_gpus'" in error(path, ["resources.scorer_gpus=1"])
+    assert "'scoring.judge.tensor_parallel_size'" in error(path, ["scoring.judge.tensor_parallel_size=2"])
+    assert "pack, spread" in error(path, ["resources.placement=strict"])
+    assert "'resources.startup_timeout_s'" in error(path, ["resources.startup_timeout_s=0"])

@@ -69,3 +69,19 @@ def test_prompt_order_is_a_seeded_permutation_per_epoch_and_resumable():
     assert sorted(crossing[:5]) == [0, 1, 2, 3, 4] and order.state() == {"epoch": 2, "position": 2}
     resumed = PromptOrder(5, seed=7, **order.state())
     assert resumed.next_batch(3) == order.next_batch(3)
+
+
+def test_output_dir_is_made_absolute_and_refused_relative_inside_a_ray_job(tmp_path, monkeypatch):
+    from tao_ray.config import Recipe, RunSection
+    from tao_ray.errors import TaoError
+    from tao_ray.inputs import resolve_output_dir
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    recipe = Recipe(run=RunSection(name="r", output_dir="runs"))
+    assert resolve_output_dir(recipe).run_dir == tmp_path / "runs" / "r"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}}')
+    with pytest.raises(TaoError, match="key 'run.output_dir' is 'runs'.*absolute path"):
+        resolve_output_dir(recipe)
+    absolute = Recipe(run=RunSection(name="r", output_dir=str(tmp_path / "shared")))
+    assert resolve_output_dir(absolute).run_dir == tmp_path / "shared" / "r"

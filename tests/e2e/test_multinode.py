@@ -12,7 +12,7 @@ from .cluster import LocalCluster
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
     cluster = LocalCluster(nodes=2, cpus_per_node=2)
     try:
@@ -21,15 +21,34 @@ def two_nodes():
         cluster.stop()
 
 
+TINY = ["run.iterations=1", "data.max_heldout_prompts=4", "generation.prompts_per_iteration=4",
+        "generation.max_tokens=16", "generation.kv_cache_gb=0.25", "logging.wandb=false"]
+
+
+def test_a_run_the_cluster_cannot_place_stops_with_one_line(two_nodes, tmp_path):
+    result = two_nodes.submit("recipes/demo-cpu.yaml", *TINY, "resources.learner_cpus=3",
+                              "resources.startup_timeout_s=5", f"run.output_dir={tmp_path}")
+    assert result.returncode != 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("tao-ray: error:"))
+    assert "learner x1 asks 3 CPU each" in line and "generator x1 asks 1 CPU each" in line
+    assert "the cluster has 4 CPU free, on 2 node(s) of: 2 CPU; 2 CPU" in line
+    assert "Traceback" not in result.stdout
+
+
+def test_a_relative_output_dir_in_a_ray_job_is_refused_before_any_actor_starts(two_nodes):
+    result = two_nodes.submit("recipes/demo-cpu.yaml", *TINY, "run.output_dir=runs")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("tao-ray: error:"))
+    assert "run.output_dir" in line and "absolute path" in line
+    assert "starting" not in result.stdout and "Traceback" not in result.stdout
+
+
 def test_ray_job_submit_spreads_the_run_over_two_nodes(two_nodes, tmp_path):
     # 2 CPUs per node: the learner (2 CPUs) fills one node, so the generator and scorer must go to the other. This
     # is the layout that used to hang with the learner pending forever.
     out = tmp_path / "shared"
     result = two_nodes.submit(
-        "recipes/demo-cpu.yaml", "run.iterations=1", "data.max_heldout_prompts=4",
-        "generation.prompts_per_iteration=4", "generation.max_tokens=16", "generation.kv_cache_gb=0.25",
-        "resources.placement=spread", "resources.startup_timeout_s=120", f"run.output_dir={out}",
-        "training.lr=1e-4", "logging.wandb=false", "run.name=two-nodes")
+        "recipes/demo-cpu.yaml", *TINY, "resources.placement=spread", "resources.startup_timeout_s=120",
+        f"run.output_dir={out}", "training.lr=1e-4", "run.name=two-nodes")
     log = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0 and "succeeded" in result.stdout, log
 

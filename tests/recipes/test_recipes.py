@@ -90,3 +90,11 @@ def test_generator_memory_in_the_header_matches_the_recipe_and_fits(path):
         model, recipe.model.dtype, recipe.resources.tensor_parallel_size)
     # vLLM refuses to start unless one sequence of max_model_len tokens fits in the KV cache.
     assert kv_tokens >= recipe.model.max_model_len
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipes_launched_as_ray_jobs_write_to_an_absolute_output_dir(path):
+    """Under `ray job submit --working-dir .` a relative run.output_dir is refused (it would vanish with the job)."""
+    if "ray job submit" in path.read_text():
+        assert Path(load_recipe(path).run.output_dir).is_absolute()
+        assert "python -m tao_ray run" in path.read_text()  # the entrypoint needs no console script on PATH
