@@ -53,7 +53,7 @@ def measured(value: float | None) -> str:
 class TaoDriver:
     def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False):
         self.recipe, self.inputs, self.resume = recipe, inputs, resume
-        self.run_dir = recipe.run_dir
+        self.run_dir = recipe.run_dir.resolve()  # actors, possibly on other nodes, get absolute paths
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
         self.started_at = time.perf_counter()
