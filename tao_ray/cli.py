@@ -32,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "--overwrite replaces it)", flush=True)
     from tao_ray import driver
 
-    driver.run(recipe, inputs, resume=args.resume)
+    driver.run(recipe, inputs, resume=args.resume, actor_logs=args.actor_logs)
     return 0
 
 
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run from its newest complete checkpoint (same recipe and overrides)")
     run.add_argument("--overwrite", action="store_true",
                      help="delete the run directory of an earlier run with the same name, then start over")
+    run.add_argument("--actor-logs", action="store_true",
+                     help="show the actors' output (engine progress, warnings) on the console instead of writing "
+                          "it to <run dir>/logs/")
     run.set_defaults(func=_cmd_run)
     show = sub.add_parser("show", help="print a recipe with every default filled in")
     show.add_argument("recipe")

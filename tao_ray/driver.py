@@ -42,6 +42,14 @@ def split_evenly(items: list, parts: int) -> list[list]:
     return [items[i * size:(i + 1) * size] for i in range(parts)]
 
 
+def samples_table(prompts: list[PromptRecord], generations: list[Generation], raw: list[list[float | None]],
+                  groups: int = 4) -> list[dict[str, Any]]:
+    """The first few groups as rows (prompt, candidate, score): what W&B shows as this iteration's samples."""
+    return [{"prompt_id": prompts[g.prompt_index].id, "prompt": prompts[g.prompt_index].messages[-1]["content"],
+             "candidate": text, "score": score}
+            for g, scores in list(zip(generations, raw))[:groups] for text, score in zip(g.response_texts, scores)]
+
+
 def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -51,8 +59,8 @@ def measured(value: float | None) -> str:
 
 
 class TaoDriver:
-    def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False):
-        self.recipe, self.inputs, self.resume = recipe, inputs, resume
+    def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False):
+        self.recipe, self.inputs, self.resume, self.actor_logs = recipe, inputs, resume, actor_logs
         self.run_dir = recipe.run_dir.resolve()  # actors, possibly on other nodes, get absolute paths
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
@@ -70,9 +78,10 @@ class TaoDriver:
                    "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
         self.tracker = Tracker(self.run_dir, summary, recipe.logging.wandb, recipe.logging.wandb_mode,
-                               recipe.logging.wandb_project, summary["config"])
+                               recipe.logging.wandb_project, summary["config"], resume=self.resume)
         started = time.perf_counter()
-        self.started_ray = launch.init_ray(recipe)
+        self.started_ray = launch.init_ray(recipe, self.actor_logs)
+        logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
         eval_reward = recipe.eval.reward or recipe.scoring.reward
         judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward else 0
         # Held-out answers are scored raw, so the training scorers serve the evaluation unless its reward differs.
@@ -86,16 +95,17 @@ class TaoDriver:
                            "learner rank(s)")
         storage.check_shared(self.run_dir, self.reservation.nodes(("learner", "generator")))
         started = time.perf_counter()
-        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation)
-        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation) if judges else [])
+        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation, logs)
+        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation, logs)
+                       if judges else [])
         normalize = recipe.scoring.normalize == "group"
         paths = self.inputs.scoring_paths
         self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths,
-                                            self.reservation)
+                                            self.reservation, log_dir=logs)
         self.eval_scorers = (launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths,
-                                                  placement=self.reservation, role="eval_scorer")
+                                                  placement=self.reservation, role="eval_scorer", log_dir=logs)
                              if own_eval_scorers else self.scorers)
-        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation)
+        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, logs)
         engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges])
         lora = recipe.training.lora
         self.sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
@@ -117,22 +127,29 @@ class TaoDriver:
             batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
             prompts = [self.inputs.train[i] for i in batch_indices]
 
-            with self.timed(timing, "generate", iteration):
+            with self.timed(timing, "generate", iteration) as note:
                 generations = self.generate(prompts)
-            with self.timed(timing, "score", iteration):
+                note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts")
+            with self.timed(timing, "score", iteration) as note:
                 scores = self.score(prompts, generations)
                 scoring = self.scoring_stats(self.scorers)
+                note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
+            self.tracker.log_samples(iteration, samples_table(prompts, generations, scores.raw))
             batch = self.build_batch(generations, scores)
-            with self.timed(timing, "train", iteration):
+            with self.timed(timing, "train", iteration) as note:
                 train_metrics = self.learn(batch)
-            with self.timed(timing, "sync", iteration):
+                note.append(f"{len(batch)} samples")
+            with self.timed(timing, "sync", iteration) as note:
                 receive_s = self.sync.update()
+                note.append(f"{len(self.generators)} generator(s)")
             heldout_scores = None
             if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
-                with self.timed(timing, "eval", iteration):
+                with self.timed(timing, "eval", iteration) as note:
                     heldout_scores = self.evaluate()
+                    note.append(f"{len(heldout_scores)} held-out prompts")
             with self.timed(timing, "checkpoint", iteration):
                 self.checkpoint(iteration, self.heldout_mean(heldout_scores))
+            self.tracker.iteration_done(iteration)
 
             # Reported numbers are raw scores: comparable across iterations whatever the normalization.
             flat_rewards = [r for group in scores.raw for r in group if r is not None]
@@ -276,10 +293,12 @@ class TaoDriver:
 
     @contextlib.contextmanager
     def timed(self, timing: dict[str, float], stage: str, iteration: int):
+        """Time a stage and print its progress line; the stage may append a note with its counts."""
         started = time.perf_counter()
-        yield
+        note: list[str] = []
+        yield note
         timing[stage] = time.perf_counter() - started
-        self.tracker.stage(f"iter {iteration}/{self.recipe.run.iterations} {stage:<10} {timing[stage]:6.1f}s")
+        self.tracker.progress(iteration, self.recipe.run.iterations, stage, timing[stage], ", ".join(note))
 
     @staticmethod
     def heldout_mean(scores: list[float | None] | None) -> float | None:
@@ -354,9 +373,9 @@ class TaoDriver:
             ray.shutdown()
 
 
-def run(recipe: Recipe, inputs: RunInputs, resume: bool = False) -> dict[str, Any]:
+def run(recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False) -> dict[str, Any]:
     checkpoints.set_aside(recipe.run_dir, resume)
-    driver = TaoDriver(recipe, inputs, resume)
+    driver = TaoDriver(recipe, inputs, resume, actor_logs)
     try:
         driver.setup()
         return driver.run()

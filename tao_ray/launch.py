@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import ray
 
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
+from tao_ray.actors.logs import LOG_FILE_ENV
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
 from tao_ray.placement import Reservation
@@ -24,42 +26,53 @@ def local_cpu_demand(recipe: Recipe) -> float:
             + res.learners * res.learner_cpus)
 
 
-def init_ray(recipe: Recipe) -> bool:
+def init_ray(recipe: Recipe, actor_logs: bool = False) -> bool:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray sized to the recipe.
-    Returns True when this call started Ray (and so should shut it down)."""
+    Returns True when this call started Ray (and so should shut it down). `actor_logs`: stream the actors' output
+    to this console (otherwise it goes to files in the run dir and Ray's logs)."""
     if ray.is_initialized():
         return False
     # Actors import tao_ray from the installed package; no working-dir upload is needed for a local run.
     env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "VLLM_CONFIGURE_LOGGING": "1"}}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=True)
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=actor_logs,
+                 logging_level="error")
         return False
     # Logical CPUs in a local Ray are bookkeeping, not cores: size it to what the recipe asks, at least the machine.
     num_cpus = max(float(os.cpu_count() or 1), local_cpu_demand(recipe))
-    ray.init(num_cpus=int(num_cpus + 0.999), include_dashboard=False, runtime_env=env, log_to_driver=True,
-             configure_logging=True, logging_level="warning")
+    ray.init(num_cpus=int(num_cpus + 0.999), include_dashboard=False, runtime_env=env, log_to_driver=actor_logs,
+             configure_logging=True, logging_level="error")
     return True
 
 
-def _placed(cls, placement: Reservation | None, role: str, rank: int):
-    """The actor class bound to its bundle of the run's placement group (unplaced when there is none)."""
+def _placed(cls, placement: Reservation | None, role: str, rank: int, log_dir: Path | None = None):
+    """The actor class bound to its bundle of the run's placement group (unplaced when there is none), writing its
+    output to <log_dir>/<role>-<rank>.log when a log dir is given (see actors/logs.py)."""
+    options: dict = {}
     strategy = placement.strategy(role, rank) if placement is not None else None
-    return cls.options(scheduling_strategy=strategy) if strategy is not None else cls
+    if strategy is not None:
+        options["scheduling_strategy"] = strategy
+    if log_dir is not None:
+        # Merged into the job's runtime env: these env vars are added, the job's own are kept.
+        options["runtime_env"] = {"env_vars": {LOG_FILE_ENV: str(log_dir / f"{role}-{rank}.log")}}
+    return cls.options(**options) if options else cls
 
 
-def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | None = None) -> list:
+def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
+                     log_dir: Path | None = None) -> list:
     res, gen = recipe.resources, recipe.generation
     cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus)(GeneratorActor)
     eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
     lora = recipe.training.lora
     lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
-    return [_placed(cls, placement, "generator", i).remote(
+    return [_placed(cls, placement, "generator", i, log_dir).remote(
         model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
         gen.seed + i, res.tensor_parallel_size, eager, lora_rank, gen.distance, res.device)
         for i in range(res.generators)]
 
 
-def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | None = None) -> list:
+def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | None = None,
+                 log_dir: Path | None = None) -> list:
     """vLLM judge engines, shared by every scorer whose reward includes `judge`. A judge has its own dtype and
     tensor-parallel size: it may be a larger model than the policy."""
     from tao_ray.actors.judge import JudgeActor
@@ -67,7 +80,7 @@ def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | 
     judge, res = recipe.scoring.judge, recipe.resources
     cls = ray.remote(num_cpus=judge.judge_cpus, num_gpus=judge.judge_gpus)(JudgeActor)
     eager = recipe.generation.enforce_eager if recipe.generation.enforce_eager is not None else res.device == "cpu"
-    return [_placed(cls, placement, "judge", i).remote(
+    return [_placed(cls, placement, "judge", i, log_dir).remote(
         judge_model_dir, judge.dtype, judge.max_model_len, judge.kv_cache_gb,
         recipe.generation.gpu_memory_utilization, recipe.generation.seed + i, judge.tensor_parallel_size, eager,
         judge.mode, judge.rubric or None, judge.max_tokens, 128, judge.reason_first)
@@ -76,7 +89,7 @@ def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | 
 
 def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: list | None = None,
                   paths: dict[str, str] | None = None, placement: Reservation | None = None,
-                  role: str = "scorer") -> list:
+                  role: str = "scorer", log_dir: Path | None = None) -> list:
     """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths). `role`: scorer, or
     eval_scorer for the held-out evaluation's own scorers."""
     res = recipe.resources
@@ -87,15 +100,16 @@ def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: 
     for dotted, path in (paths or {}).items():
         section, key = dotted.split(".")
         scoring[section][key] = path
-    return [_placed(cls, placement, role, i).remote(reward, scoring, normalize, res.device, judges)
+    return [_placed(cls, placement, role, i, log_dir).remote(reward, scoring, normalize, res.device, judges)
             for i in range(res.scorers)]
 
 
-def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None) -> list:
+def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
+                   log_dir: Path | None = None) -> list:
     res = recipe.resources
     cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
     training = dataclasses.asdict(recipe.training)
-    learners = [_placed(cls, placement, "learner", rank).remote(
+    learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
         model_dir, recipe.model.dtype, training, res.device, rank, res.learners, max(1, int(res.learner_cpus)))
         for rank in range(res.learners)]
     master_address, master_port = ray.get(learners[0].rendezvous_address.remote())

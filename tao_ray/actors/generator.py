@@ -9,6 +9,7 @@ import os
 import time
 
 from tao_ray import weight_sync
+from tao_ray.actors import logs
 from tao_ray.batch import Generation
 from tao_ray.core import diversity
 from tao_ray.rewards.compose import Scores
@@ -20,6 +21,7 @@ class GeneratorActor:
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
                  enforce_eager: bool = False, lora_rank: int = 0, distance: str = "embedding",
                  device: str = "cpu"):
+        logs.redirect_output()  # before the engine prints anything
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM

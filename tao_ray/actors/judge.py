@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
+from tao_ray.actors import logs
 from tao_ray.rewards import judge as rubric_lib
 
 MODES = ("pointwise", "pairwise")
@@ -23,6 +24,7 @@ class JudgeActor:
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
                  enforce_eager: bool = False, mode: str = "pointwise", rubric: str | None = None,
                  max_tokens: int = 64, reference_max_tokens: int = 128, reason_first: bool = False):
+        logs.redirect_output()  # before the engine prints anything
         if mode not in MODES:
             raise ValueError(f"judge mode must be one of {', '.join(MODES)}, got {mode!r}")
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.

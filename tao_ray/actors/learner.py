@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 
-from tao_ray.actors import distributed
+from tao_ray.actors import distributed, logs
 from tao_ray.batch import RolloutBatch
 
 
 class LearnerActor:
     def __init__(self, model_path: str, dtype: str, training: dict, device: str, rank: int, world_size: int,
                  num_threads: int):
+        logs.redirect_output()  # before the engine prints anything
         self.model_path, self.dtype, self.training, self.device = model_path, dtype, training, device
         self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tao_ray.actors import logs
 from tao_ray.rewards import registry
 from tao_ray.rewards.compose import Composition, Scores, parse_expression
 
@@ -21,6 +22,7 @@ MAX_REASONS = 5
 class ScorerActor:
     def __init__(self, reward: str, scoring: dict[str, Any] | None = None, normalize: bool = False,
                  device: str = "cpu", judges: list | None = None):
+        logs.redirect_output()  # before the engine prints anything
         if scoring is None:
             from tao_ray.config import ScoringSection
 
