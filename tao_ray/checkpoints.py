@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tao_ray.config import Recipe
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                     "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model")
@@ -92,3 +96,10 @@ def prune(run_dir: Path, keep_last: int, best_iteration: int | None) -> None:
             shutil.rmtree(path / "learner", ignore_errors=True)  # the best is kept for its model only
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def resume_command(recipe: Recipe) -> str:
+    """The exact command that continues this run (its output dir spelled out: the cwd may differ next time)."""
+    overrides = [o for o in recipe.overrides if not o.startswith("run.output_dir=")]
+    words = ["tao-ray", "run", recipe.source, *overrides, f"run.output_dir={recipe.run.output_dir}", "--resume"]
+    return " ".join(shlex.quote(word) for word in words)

@@ -244,7 +244,13 @@ class ResourcesSection:
     pack (as few nodes as possible) or spread (across nodes)."""
     startup_timeout_s: float = 600.0
     """Seconds to wait for the cluster to reserve every actor's resources; then the run stops with one line naming
-    each role, what it asked for and what the cluster has free."""
+    each role, what it asked for and what the cluster has free. Also bounds an actor's (re)start."""
+    max_actor_restarts: int = 3
+    """How often each generator and scorer may be restarted after it died (or hung past its call timeout) before
+    the run stops with one line naming it."""
+    call_timeout_s: float | None = None
+    """Seconds any one remote call may take before it is handled like the death of its actor (restarted, its work
+    redone). null: per-stage defaults generous enough for a 70B model on GPUs (tao_ray/faults.py)."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +288,9 @@ class RunSection:
     """Keep the newest K iteration checkpoints, plus the best one."""
     seed: int = 0
     """Seeds the prompt order."""
+    max_restarts: int = 2
+    """How often the learner ranks may be restarted from the newest complete checkpoint after one of them died or
+    hung; beyond that the run exits non-zero with the `--resume` command to continue it."""
 
 
 @dataclass(frozen=True)
@@ -555,6 +564,11 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
              "every algorithm learns by comparing the samples of a group")
     if recipe.resources.startup_timeout_s <= 0:
         fail("resources.startup_timeout_s", "must be positive (seconds)")
+    if recipe.resources.call_timeout_s is not None and recipe.resources.call_timeout_s <= 0:
+        fail("resources.call_timeout_s", "must be positive (seconds), or null for the per-stage defaults")
+    for key in ("resources.max_actor_restarts", "run.max_restarts"):
+        if get(recipe, key) < 0:
+            fail(key, f"is {get(recipe, key)}; it must not be negative (0: no restarts)")
     _validate_gpus(recipe, fail)
     res = recipe.resources
     if res.device == "cuda":

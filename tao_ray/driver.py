@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, launch, learning, placement, storage, weight_sync
+from tao_ray import checkpoints, faults, launch, learning, placement, storage, tracking, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -25,12 +25,14 @@ from tao_ray.batch import (
     build_rollout_batch,
 )
 from tao_ray.config import Recipe
-from tao_ray.core import diversity, selection
+from tao_ray.core import data_parallel, diversity, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
+from tao_ray.errors import TaoError
 from tao_ray.inputs import RunInputs
 from tao_ray.rewards.compose import Scores
 from tao_ray.sampling import SamplingPlan
+from tao_ray.supervision import Supervisor
 from tao_ray.tracking import Tracker, hardware
 
 SERVED_WEIGHTS_PARAMETER = "model.embed_tokens.weight"
@@ -40,14 +42,6 @@ def split_evenly(items: list, parts: int) -> list[list]:
     """Contiguous, near-equal shards (some empty when there are fewer items than parts)."""
     size = math.ceil(len(items) / parts) if items else 0
     return [items[i * size:(i + 1) * size] for i in range(parts)]
-
-
-def samples_table(prompts: list[PromptRecord], generations: list[Generation], raw: list[list[float | None]],
-                  groups: int = 4) -> list[dict[str, Any]]:
-    """The first few groups as rows (prompt, candidate, score): what W&B shows as this iteration's samples."""
-    return [{"prompt_id": prompts[g.prompt_index].id, "prompt": prompts[g.prompt_index].messages[-1]["content"],
-             "candidate": text, "score": score}
-            for g, scores in list(zip(generations, raw))[:groups] for text, score in zip(g.response_texts, scores)]
 
 
 def mean(values: list[float]) -> float | None:
@@ -65,6 +59,8 @@ class TaoDriver:
         self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
         self.started_ray = False
         self.started_at = time.perf_counter()
+        self.policy_version = 0  # the iteration whose weights the generators serve (0: the base model)
+        self.eval_versions: list[int] = []
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -79,9 +75,12 @@ class TaoDriver:
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
         self.tracker = Tracker(self.run_dir, summary, recipe.logging.wandb, recipe.logging.wandb_mode,
                                recipe.logging.wandb_project, summary["config"], resume=self.resume)
+        summary["restarts"] = {"generator": [], "scorer": [], "learner": []}
+        self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
+        self.logs = None if self.actor_logs else self.run_dir / "logs"
         started = time.perf_counter()
         self.started_ray = launch.init_ray(recipe, self.actor_logs)
-        logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
+        logs = self.logs  # one file per actor (actors/logs.py), unless --actor-logs
         eval_reward = recipe.eval.reward or recipe.scoring.reward
         judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward else 0
         # Held-out answers are scored raw, so the training scorers serve the evaluation unless its reward differs.
@@ -106,11 +105,10 @@ class TaoDriver:
                                                   placement=self.reservation, role="eval_scorer", log_dir=logs)
                              if own_eval_scorers else self.scorers)
         self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, logs)
-        engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges])
-        lora = recipe.training.lora
-        self.sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
-                                          lora_adapter=lora.r > 0 and lora.sync == "adapter")
-        self.sync.init()
+        engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
+                           timeout=self.supervisor.timeout("startup"))
+        self.supervisor.note_engines(self.generators)
+        self.sync = self.make_sync()
         summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
         summary["weight_sync"] = {"path": self.sync.name}
         self.tracker.stage(f"actors ready in {summary['startup_s']['actors']:.1f}s "
@@ -122,57 +120,70 @@ class TaoDriver:
         done = self.restore() if self.resume else 0
         if done == 0:
             self.log_iteration(0, self.evaluate(), timing={}, train_row={})
-        for iteration in range(done + 1, self.recipe.run.iterations + 1):
-            timing: dict[str, float] = {}
-            batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
-            prompts = [self.inputs.train[i] for i in batch_indices]
-
-            with self.timed(timing, "generate", iteration) as note:
-                generations = self.generate(prompts)
-                note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts")
-            with self.timed(timing, "score", iteration) as note:
-                scores = self.score(prompts, generations)
-                scoring = self.scoring_stats(self.scorers)
-                note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
-            self.tracker.log_samples(iteration, samples_table(prompts, generations, scores.raw))
-            batch = self.build_batch(generations, scores)
-            with self.timed(timing, "train", iteration) as note:
-                train_metrics = self.learn(batch)
-                note.append(f"{len(batch)} samples")
-            with self.timed(timing, "sync", iteration) as note:
-                receive_s = self.sync.update()
-                note.append(f"{len(self.generators)} generator(s)")
-            heldout_scores = None
-            if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
-                with self.timed(timing, "eval", iteration) as note:
-                    heldout_scores = self.evaluate()
-                    note.append(f"{len(heldout_scores)} held-out prompts")
-            with self.timed(timing, "checkpoint", iteration):
-                self.checkpoint(iteration, self.heldout_mean(heldout_scores))
-            self.tracker.iteration_done(iteration)
-
-            # Reported numbers are raw scores: comparable across iterations whatever the normalization.
-            flat_rewards = [r for group in scores.raw for r in group if r is not None]
-            tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
-            self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
-                "train_reward_mean": mean(flat_rewards),
-                "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
-                "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
-                "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
-                "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-                "scoring": scoring,
-                "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
-                "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
-                    [g.response_texts for g in generations], scores.raw,
-                    [g.tokens_drawn or g.tokens_generated for g in generations],
-                    [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
-            reason = self.stop_reason() if heldout_scores is not None else None
+        iteration = done + 1
+        while iteration <= self.recipe.run.iterations:
+            try:
+                reason = self.iterate(iteration)
+            except faults.LearnerFailure as failure:
+                iteration = self.recover_learners(failure, iteration) + 1
+                continue
             if reason:
                 return self.finish(reason)
-            limit = self.recipe.run.max_wall_minutes
-            if limit is not None and time.perf_counter() - self.started_at > 60 * limit:
-                return self.finish(f"time budget: {limit} minutes reached after iteration {iteration}")
+            iteration += 1
         return self.finish("completed")
+
+    def iterate(self, iteration: int) -> str | None:
+        """One TAO iteration; returns why the run should stop now, if it should."""
+        self.supervisor.iteration = iteration
+        timing: dict[str, float] = {}
+        batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
+        prompts = [self.inputs.train[i] for i in batch_indices]
+        with self.timed(timing, "generate", iteration) as note:
+            generations = self.generate(prompts)
+            note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts")
+        with self.timed(timing, "score", iteration) as note:
+            scores = self.score(prompts, generations)
+            scoring = self.scoring_stats(self.scorers)
+            note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
+        self.tracker.log_samples(iteration, tracking.samples_table(prompts, generations, scores.raw))
+        batch = self.build_batch(generations, scores)
+        with self.timed(timing, "train", iteration) as note:
+            train_metrics = self.learn(batch)
+            note.append(f"{len(batch)} samples")
+        with self.timed(timing, "sync", iteration) as note:
+            receive_s = self.sync_weights(iteration)
+            note.append(f"policy version {iteration} to {len(self.generators)} generator(s)")
+        heldout_scores = None
+        if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
+            with self.timed(timing, "eval", iteration) as note:
+                heldout_scores = self.evaluate()
+                note.append(f"{len(heldout_scores)} held-out prompts")
+        with self.timed(timing, "checkpoint", iteration):
+            self.checkpoint(iteration, self.heldout_mean(heldout_scores))
+        self.tracker.iteration_done(iteration)
+
+        # Reported numbers are raw scores: comparable across iterations whatever the normalization.
+        flat_rewards = [r for group in scores.raw for r in group if r is not None]
+        tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
+        self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
+            "train_reward_mean": mean(flat_rewards),
+            "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
+            "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
+            "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
+            "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
+            "scoring": scoring,
+            "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
+            "policy_version": {"samples": sorted({g.policy_version for g in generations}),
+                               "heldout": self.eval_versions if heldout_scores is not None else None},
+            "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
+                [g.response_texts for g in generations], scores.raw,
+                [g.tokens_drawn or g.tokens_generated for g in generations],
+                [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
+        reason = self.stop_reason() if heldout_scores is not None else None
+        limit = self.recipe.run.max_wall_minutes
+        if not reason and limit is not None and time.perf_counter() - self.started_at > 60 * limit:
+            reason = f"time budget: {limit} minutes reached after iteration {iteration}"
+        return reason
 
     # ---- stages ------------------------------------------------------------------------------------------------
 
@@ -185,11 +196,16 @@ class TaoDriver:
         indexed = [(i, list(p.messages)) for i, p in enumerate(prompts)]
         shards = split_evenly(indexed, len(self.generators))
         adaptive = plan is not None and plan.strategy == "adaptive"
-        calls = [g.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens, plan,
-                                   self.scorers[k % len(self.scorers)] if adaptive else None,
-                                   [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
-                 for k, (g, shard) in enumerate(zip(self.generators, shards)) if shard]
-        return [generation for part in ray.get(calls) for generation in part]
+
+        def call(generator, shard):
+            k = shards.index(shard)
+            return generator.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens, plan,
+                                             self.scorers[k % len(self.scorers)] if adaptive else None,
+                                             [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
+
+        parts = self.supervisor.on_generators(self.generators, shards, call, "eval" if greedy else "generate",
+                                              self.sync, self.policy_version)
+        return [generation for k in sorted(parts) for generation in parts[k]]
 
     def sampling_plan(self) -> SamplingPlan:
         gen = self.recipe.generation
@@ -205,17 +221,17 @@ class TaoDriver:
         todo = [g for g in generations if g.rewards is None]
         pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
         shards = split_evenly(pairs, len(scorers))
-        calls = [s.score.remote([r for r, _ in shard], [t for _, t in shard])
-                 for s, shard in zip(scorers, shards) if shard]
-        results = ray.get(calls)
+        parts = self.supervisor.on_scorers(
+            scorers, shards, lambda scorer, shard: scorer.score.remote([r for r, _ in shard], [t for _, t in shard]),
+            "eval_scorer" if scorers is self.eval_scorers and scorers is not self.scorers else "scorer")
+        results = [parts[k] for k in sorted(parts)]
         fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
         both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
         return Scores([raw for raw, _ in both], [learning for _, learning in both])
 
-    @staticmethod
-    def scoring_stats(scorers: list) -> dict[str, Any]:
+    def scoring_stats(self, scorers: list) -> dict[str, Any]:
         """Each component's mean raw score (reward/<name>) and failures, merged over the scorers."""
-        parts = ray.get([s.take_stats.remote() for s in scorers])
+        parts = ray.get([s.take_stats.remote() for s in scorers], timeout=self.supervisor.timeout("score"))
         merged: dict[str, Any] = {"scoring/failed": sum(p["scoring/failed"] for p in parts),
                                   "scoring/failure_reasons": [r for p in parts for r in p["scoring/failure_reasons"]]}
         for key in parts[0]:
@@ -237,13 +253,37 @@ class TaoDriver:
         if not len(batch):
             self.tracker.stage("no group carried signal this iteration (all samples scored alike): no update")
             return {}
-        return learning.train_step(self.learners, batch, self.recipe.training)
+        step = learning.plan(batch, len(self.learners), self.recipe.training)
+        return data_parallel.merge_metrics(self.supervisor.on_learners(self.learners, lambda learner, rank: (
+            learner.train.remote(step.shards[rank], step.micro_batches, step.denominators)), "train"))
+
+    def sync_weights(self, version: int) -> float:
+        """Send the new weights to every generator as policy `version`. When the sync fails, a dead learner rank
+        is a LearnerFailure; dead generators are restarted and refitted, which is the sync itself."""
+        try:
+            received = self.sync.update(version, timeout_s=self.supervisor.timeout("sync"))
+        except (ray.exceptions.RayError, TimeoutError) as error:
+            self.supervisor.check_learners(self.learners)
+            self.policy_version = version
+            self.supervisor.make_current(self.generators, self.sync, version)
+            self.tracker.stage(f"weight sync interrupted ({faults.describe(error)}); generators refitted")
+            return 0.0
+        self.policy_version = version
+        return received
+
+    def make_sync(self):
+        res, lora = self.recipe.resources, self.recipe.training.lora
+        sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
+                                     lora_adapter=lora.r > 0 and lora.sync == "adapter")
+        sync.init()
+        return sync
 
     def evaluate(self) -> list[float | None]:
         """Label-free held-out scores: greedy answers to the held-out prompts, rated by the run's scorer
         (None where the scorer failed on an answer)."""
         heldout = self.inputs.heldout
         generations = self.generate(heldout, greedy=True)
+        self.eval_versions = sorted({g.policy_version for g in generations})
         scores = self.score(heldout, generations, self.eval_scorers)
         self.eval_scoring = self.scoring_stats(self.eval_scorers)
         return [group[0] for group in scores.raw]
@@ -252,8 +292,10 @@ class TaoDriver:
         """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
         best, _ = self.best((iteration, heldout))
         staging = checkpoints.staging_dir(self.run_dir, iteration)
-        ray.get([learner.save_model.remote(str(staging / "model")) for learner in self.learners])
-        ray.get([learner.save_state.remote(str(staging / "learner")) for learner in self.learners])
+        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_model.remote(str(staging / "model")),
+                                    "checkpoint")
+        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_state.remote(
+            str(staging / "learner")), "checkpoint")
         state = {"iteration": iteration, "prompt_order": self.order.state(), "best": best}
         checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
         checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, best)
@@ -265,15 +307,52 @@ class TaoDriver:
         if found is None:
             self.tracker.stage("nothing to resume: no complete checkpoint yet; starting from iteration 0")
             return 0
-        path, state = found
-        ray.get([learner.load_state.remote(str(path / "learner")) for learner in self.learners])
-        self.sync.update()
+        done = self.load_checkpoint(*found, rows=self.previous_rows)
+        self.tracker.summary.setdefault("resumed_from", []).append(done)
+        self.tracker.stage(f"resumed from {found[0]} (iteration {done})")
+        return done
+
+    def load_checkpoint(self, path, state: dict[str, Any], rows: list[dict]) -> int:
+        """Learners, generators, prompt order and summary rows back to a checkpoint's iteration."""
+        self.supervisor.on_learners(self.learners, lambda learner, _: learner.load_state.remote(str(path / "learner")),
+                                    "checkpoint")
+        done = state["iteration"]
+        self.sync_weights(done)
         self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
-        summary = self.tracker.summary
-        summary["iterations"] = [row for row in self.previous_rows if row["iteration"] <= state["iteration"]]
-        summary.setdefault("resumed_from", []).append(state["iteration"])
-        self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
-        return state["iteration"]
+        self.tracker.summary["iterations"] = [row for row in rows if row["iteration"] <= done]
+        return done
+
+    def recover_learners(self, failure: faults.LearnerFailure, iteration: int) -> int:
+        """A learner rank died or hung: stop every rank, start them again from the newest complete checkpoint (or
+        the base model), refit the generators and continue with the same prompt order. Returns the iteration
+        restored. Past run.max_restarts, the run stops with the command that resumes it."""
+        restarts = self.tracker.summary["restarts"]["learner"]
+        if len(restarts) >= self.recipe.run.max_restarts:
+            raise TaoError(f"learner rank {failure.rank} {failure.failure.cause} in iteration {iteration}, after "
+                           f"{len(restarts)} restart(s) of the learners (run.max_restarts); every completed "
+                           f"iteration is in {self.run_dir}; continue with: {checkpoints.resume_command(self.recipe)}")
+        started = time.perf_counter()
+        for learner in self.learners:
+            ray.kill(learner)  # the survivors are blocked in the broken collective
+        self.learners = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.logs)
+        self.sync = self.make_sync()
+        restart_s = time.perf_counter() - started
+        started = time.perf_counter()
+        found = checkpoints.latest(self.run_dir)
+        if found is not None:
+            done = self.load_checkpoint(*found, rows=self.tracker.summary["iterations"])
+        else:  # no checkpoint yet: the fresh ranks hold the base model; start over from iteration 1
+            done = self.load_base()
+        self.supervisor.iteration = iteration
+        self.supervisor.record("learner", failure.rank, failure.failure.cause, failure.failure.detect_s, restart_s,
+                               time.perf_counter() - started)
+        return done
+
+    def load_base(self) -> int:
+        self.sync_weights(0)
+        self.order = PromptOrder(len(self.inputs.train), seed=self.recipe.run.seed)
+        self.tracker.summary["iterations"] = self.tracker.summary["iterations"][:1]
+        return 0
 
     def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
         """(iteration, held-out reward) of the best measured evaluation so far, `pending` (not yet logged)
@@ -320,14 +399,12 @@ class TaoDriver:
         """A fingerprint of the weights each generator serves: the sum of its input embedding, which every
         full-weight sync moves (an adapter sync leaves it alone). Rows show the new weights landed in every engine;
         None where an engine names the parameter otherwise (or shards it) and cannot tell."""
-        calls = [g.parameter_sum.remote(SERVED_WEIGHTS_PARAMETER) for g in self.generators]
-        sums: list[float | None] = []
-        for call in calls:
-            try:
-                sums.append(ray.get(call))
-            except ray.exceptions.RayTaskError:
-                sums.append(None)
-        return sums
+        calls = {k: g.parameter_sum.remote(SERVED_WEIGHTS_PARAMETER) for k, g in enumerate(self.generators)}
+        try:
+            sums, _ = faults.gather(calls, self.supervisor.timeout("control"))
+        except ray.exceptions.RayTaskError:  # the engine names or shards its embedding otherwise
+            sums = {}
+        return [sums.get(k) for k in range(len(self.generators))]
 
     def log_iteration(self, iteration: int, heldout_scores: list[float | None] | None, timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
@@ -363,7 +440,9 @@ class TaoDriver:
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.finish()
-        actors = {id(a): a for role in ("generators", "scorers", "eval_scorers", "judges", "learners")
+        if getattr(self, "generators", None):
+            self.supervisor.stop_generators(self.generators)
+        actors = {id(a): a for role in ("scorers", "eval_scorers", "judges", "learners")
                   for a in getattr(self, role, [])}
         for actor in actors.values():
             ray.kill(actor)

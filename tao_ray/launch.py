@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ray
 
+from tao_ray import faults
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.actors.logs import LOG_FILE_ENV
@@ -61,7 +62,10 @@ def _placed(cls, placement: Reservation | None, role: str, rank: int, log_dir: P
 def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
                      log_dir: Path | None = None) -> list:
     res, gen = recipe.resources, recipe.generation
-    cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus)(GeneratorActor)
+    # Ray restarts a dead generator (a fresh engine on the base weights, policy version 0); the driver refits it
+    # and sends its work again, so Ray itself retries nothing.
+    cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus, max_restarts=res.max_actor_restarts,
+                     max_task_retries=0)(GeneratorActor)
     eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
     lora = recipe.training.lora
     lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
@@ -93,9 +97,10 @@ def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: 
     """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths). `role`: scorer, or
     eval_scorer for the held-out evaluation's own scorers."""
     res = recipe.resources
-    # A scorer that dies (e.g. a reward function crashing its process) is restarted once and the call retried once.
-    cls = ray.remote(num_cpus=res.scorer_cpus, num_gpus=res.scorer_gpus, max_restarts=1,
-                     max_task_retries=1)(ScorerActor)
+    # A scorer that dies (e.g. a reward function crashing its process) is restarted by Ray up to the recipe's bound;
+    # the driver sends its batch again (and counts it), so Ray itself retries nothing.
+    cls = ray.remote(num_cpus=res.scorer_cpus, num_gpus=res.scorer_gpus, max_restarts=res.max_actor_restarts,
+                     max_task_retries=0)(ScorerActor)
     scoring = dataclasses.asdict(recipe.scoring)
     for dotted, path in (paths or {}).items():
         section, key = dotted.split(".")
@@ -112,6 +117,7 @@ def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None
     learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
         model_dir, recipe.model.dtype, training, res.device, rank, res.learners, max(1, int(res.learner_cpus)))
         for rank in range(res.learners)]
-    master_address, master_port = ray.get(learners[0].rendezvous_address.remote())
-    ray.get([learner.setup.remote(master_address, master_port) for learner in learners])
+    timeout_s = faults.stage_timeout(res.call_timeout_s, "startup")
+    master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
+    ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
     return learners

@@ -8,10 +8,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: tracking stays importable without the batch's torch
+    from tao_ray.batch import Generation
+    from tao_ray.data.prompts import PromptRecord
 
 # (header, summary key, decimals): one console table row per iteration.
 COLUMNS = [("iter", "iteration", 0), ("heldout", "heldout_reward_mean", 3), ("train", "train_reward_mean", 3),
@@ -67,7 +72,7 @@ class Tracker:
         try:
             import wandb
 
-            run_id = id_file.read_text().strip() if resume and id_file.is_file() else wandb.util.generate_id()
+            run_id = id_file.read_text().strip() if resume and id_file.is_file() else secrets.token_hex(4)
             run = wandb.init(project=project, name=self.run_dir.name, dir=str(self.run_dir), mode=mode,
                              config=config, id=run_id, resume="allow", reinit="finish_previous",
                              settings=wandb.Settings(silent=True, console="off"))
@@ -181,3 +186,11 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def samples_table(prompts: list[PromptRecord], generations: list[Generation], raw: list[list[float | None]],
+                  groups: int = 4) -> list[dict[str, Any]]:
+    """The first few groups as rows (prompt, candidate, score): what W&B shows as this iteration's samples."""
+    return [{"prompt_id": prompts[g.prompt_index].id, "prompt": prompts[g.prompt_index].messages[-1]["content"],
+             "candidate": text, "score": score}
+            for g, scores in list(zip(generations, raw))[:groups] for text, score in zip(g.response_texts, scores)]

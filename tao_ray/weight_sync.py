@@ -128,14 +128,20 @@ class CpuInPlaceSync:
         names = ray.get([learner.weight_names.remote() for learner in self.learners])[0]
         ray.get([g.check_metadata.remote(names) for g in self.generators])
 
-    def update(self) -> float:
-        """Returns the slowest generator's receive seconds (the wall time of the whole sync is measured by caller)."""
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
+        """Send the learners' weights as policy `version` to `generators` (default: all). Returns the slowest
+        generator's receive seconds (the wall time of the whole sync is measured by the caller)."""
         import ray
 
         payload_refs = [learner.pack_weights.remote() for learner in self.learners]
-        received = ray.get([g.receive_weights.remote(payload_refs[0]) for g in self.generators])
-        ray.get(payload_refs[1:])
+        received = ray.get([g.receive_weights.remote(payload_refs[0], version)
+                            for g in generators or self.generators], timeout=timeout_s)
+        ray.get(payload_refs[1:], timeout=timeout_s)
         return max(received)
+
+    def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
+        """Bring restarted generators to the current weights, straight from the learners."""
+        return self.update(version, generators, timeout_s)
 
 
 class NcclBroadcastSync:
@@ -158,13 +164,21 @@ class NcclBroadcastSync:
                 + [g.init_broadcast_group.remote(address, port, 1 + i * self.tp, world_size)
                    for i, g in enumerate(self.generators)])
 
-    def update(self) -> float:
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
+        """Every generator worker is in the NCCL group, so every generator receives (`generators` is ignored)."""
         import ray
 
         senders = [learner.broadcast_weights.remote() for learner in self.learners]
-        received = ray.get([g.receive_broadcast.remote(self.metas) for g in self.generators])
-        ray.get(senders)
+        received = ray.get([g.receive_broadcast.remote(self.metas, version) for g in self.generators],
+                           timeout=timeout_s)
+        ray.get(senders, timeout=timeout_s)
         return max(received)
+
+    def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
+        """A restarted generator's workers are not in the NCCL group: build a fresh group with every generator,
+        then broadcast the current weights to all of them."""
+        self.init()
+        return self.update(version, timeout_s=timeout_s)
 
 
 class LoraAdapterSync:
@@ -179,11 +193,15 @@ class LoraAdapterSync:
     def init(self) -> None:
         pass
 
-    def update(self) -> float:
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
         import ray
 
         files_ref = self.learners[0].pack_adapter.remote()
-        return max(ray.get([g.receive_adapter.remote(files_ref) for g in self.generators]))
+        return max(ray.get([g.receive_adapter.remote(files_ref, version) for g in generators or self.generators],
+                           timeout=timeout_s))
+
+    def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
+        return self.update(version, generators, timeout_s)
 
 
 def make_sync(device: str, learners: list, generators: list, tensor_parallel_size: int = 1,

@@ -41,6 +41,7 @@ class GeneratorActor:
                        worker_extension_cls=weight_sync.WORKER_EXTENSION, enable_prefix_caching=True,
                        enforce_eager=enforce_eager, **kv_cache, **lora)
         self.startup_s = time.perf_counter() - started
+        self.policy_version = 0
         self.tokenizer = self.llm.get_tokenizer()
         self.lora_request = None
         self.adapter_dir: str | None = None
@@ -50,6 +51,26 @@ class GeneratorActor:
     def ready(self) -> float:
         """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
         return self.startup_s
+
+    def version(self) -> int:
+        """The policy version this engine serves: the iteration whose weights it holds (0: the base model's, as
+        loaded at start, and again after a restart until it is refitted)."""
+        return self.policy_version
+
+    def engine_processes(self) -> tuple[str, list[tuple[int, float]]]:
+        """(node id, [(pid, start time)]) of the engine's processes, so the driver can kill them should this
+        actor die without taking them along."""
+        from tao_ray import faults
+
+        return faults.child_processes()
+
+    def shutdown(self) -> None:
+        """Stop the engine and its processes before the actor is killed."""
+        llm, self.llm = self.llm, None
+        del llm
+        import gc
+
+        gc.collect()
 
     def prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
         encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -86,6 +107,7 @@ class GeneratorActor:
             # Groups were scored in parts as they grew: normalize over each whole group only now.
             final = whole_group_scores(groups, ray.get(composition_ref))
         return [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(group.messages),
+                           policy_version=self.policy_version,
                            response_texts=[s.text for s in group.kept],
                            response_token_ids=[s.token_ids for s in group.kept],
                            samples_drawn=group.drawn, near_duplicates=group.near_duplicates,
@@ -133,18 +155,20 @@ class GeneratorActor:
     def parameter_sum(self, name: str) -> float:
         return self.llm.collective_rpc("tao_parameter_sum", args=(name,))[0]
 
-    def receive_weights(self, payload: bytes) -> float:
+    def receive_weights(self, payload: bytes, version: int = 0) -> float:
         """update + finish steps on CPU: stage the safetensors payload in shared memory, reload in place."""
         started = time.perf_counter()
+        self.policy_version = -1  # torn: a reload that fails half-way must not pass for the old version
         path = weight_sync.stage_payload(payload)
         try:
             self.llm.collective_rpc("tao_reload_from_file", args=(path,))
         finally:
             os.unlink(path)
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
+        self.policy_version = version
         return time.perf_counter() - started
 
-    def receive_adapter(self, files: dict[str, bytes]) -> float:
+    def receive_adapter(self, files: dict[str, bytes], version: int = 0) -> float:
         """update + finish steps of the adapter path: load the new LoRA adapter now (so its cost is counted
         here, not in the next generate) and drop the previous one."""
         import shutil
@@ -166,6 +190,7 @@ class GeneratorActor:
             self.llm.llm_engine.remove_lora(previous.lora_int_id)
             shutil.rmtree(previous_dir, ignore_errors=True)
         self.llm.reset_prefix_cache()
+        self.policy_version = version
         return time.perf_counter() - started
 
     def init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
@@ -173,9 +198,11 @@ class GeneratorActor:
         self.llm.collective_rpc("tao_init_broadcast_group", args=(master_address, master_port, rank_offset,
                                                                   world_size))
 
-    def receive_broadcast(self, metas: list[tuple[str, str, tuple[int, ...]]]) -> float:
+    def receive_broadcast(self, metas: list[tuple[str, str, tuple[int, ...]]], version: int = 0) -> float:
         """update + finish steps on CUDA (GPU only): runs while learner rank 0 broadcasts."""
         started = time.perf_counter()
+        self.policy_version = -1
         self.llm.collective_rpc("tao_receive_broadcast", args=(metas,))
         self.llm.reset_prefix_cache()
+        self.policy_version = version
         return time.perf_counter() - started

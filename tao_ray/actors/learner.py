@@ -19,6 +19,10 @@ class LearnerActor:
         self.model_path, self.dtype, self.training, self.device = model_path, dtype, training, device
         self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
 
+    def ping(self) -> int:
+        """A liveness probe: answers at once unless the rank is dead or stuck."""
+        return self.rank
+
     def rendezvous_address(self) -> tuple[str, int]:
         return distributed.rendezvous_address()
 

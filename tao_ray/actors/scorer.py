@@ -58,6 +58,10 @@ class ScorerActor:
         """The weights and normalization, for a caller that composes component scores itself."""
         return self.composition
 
+    def ready(self) -> bool:
+        """A barrier: the scorer is up (after a restart, its components are built again)."""
+        return True
+
     def take_stats(self) -> dict[str, Any]:
         """Raw mean per component (reward/<name>), failures and their last reasons since the previous call."""
         stats = {f"reward/{name}": (total / count if count else None) for name, (total, count) in self.sums.items()}

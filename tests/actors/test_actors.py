@@ -80,7 +80,7 @@ def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     assert learner_sum != base_sum
     sync = weight_sync.CpuInPlaceSync([learner], [generator])
     sync.init()
-    assert sync.update() > 0
+    assert sync.update(1) > 0
     assert ray.get(generator.parameter_sum.remote(embedding)) == learner_sum
     ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
     assert ray.get(generator.parameter_sum.remote(embedding)) == base_sum
@@ -156,7 +156,7 @@ def test_lora_trains_adapters_only_and_merged_sync_is_exact(generator, model_dir
     assert merged_sum != base_sum
     sync = weight_sync.make_sync("cpu", [learner], [generator], lora_adapter=False)
     sync.init()
-    sync.update()
+    sync.update(1)
     assert ray.get(generator.parameter_sum.remote(embedding)) == merged_sum
     ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
     ray.kill(learner)
@@ -172,7 +172,7 @@ def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
     sync = weight_sync.make_sync("cpu", [learner], [lora_generator], lora_adapter=True)
     assert sync.name == "lora-adapter"
     sync.init()
-    assert sync.update() > 0
+    assert sync.update(1) > 0
     assert greedy(lora_generator, 32) != base_answer
     ray.kill(learner)
     ray.kill(lora_generator)

@@ -23,7 +23,7 @@ def test_nccl_broadcast_puts_learner_weights_into_engine(ray_cluster, model_dir)
     embedding = "model.embed_tokens.weight"
     before = ray.get(generator.parameter_sum.remote(embedding))
     ray.get(learner.scale_parameter.remote(embedding, 1.5))
-    sync.update()
+    sync.update(1)
     after = ray.get(generator.parameter_sum.remote(embedding))
     assert after == pytest.approx(ray.get(learner.parameter_sum.remote(embedding)), rel=1e-3)
     assert after != pytest.approx(before, rel=1e-3)

@@ -1,0 +1,120 @@
+"""Faults: every remote call that can block has a deadline, and a call that fails names its actor and the cause.
+
+In: remote calls keyed by actor rank, and the stage's timeout. Out: the results of the calls that succeeded and a
+`Failure` for each actor that died or hung. The driver decides what a failure means for its role: a generator or
+scorer is restarted (Ray does it, up to resources.max_actor_restarts) and its work redone; a learner failure breaks
+the collective, so every rank is restarted from the newest checkpoint (LearnerFailure).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# Per-stage deadlines when resources.call_timeout_s is null: generous enough for a 70B model on GPUs (a long
+# generation round, a ZeRO-3 step over many ranks, a checkpoint of ~1 TB of optimizer state), yet finite.
+STAGE_TIMEOUT_S = {"startup": 3600.0, "generate": 7200.0, "eval": 7200.0, "score": 3600.0, "train": 7200.0,
+                   "sync": 3600.0, "checkpoint": 7200.0, "control": 600.0}
+
+
+def stage_timeout(call_timeout_s: float | None, stage: str) -> float:
+    return call_timeout_s if call_timeout_s is not None else STAGE_TIMEOUT_S[stage]
+
+
+@dataclass(frozen=True)
+class Failure:
+    cause: str
+    """What happened, in a few words: "died (...)" or "no answer within 30s"."""
+    timed_out: bool
+    detect_s: float
+    """Seconds from the call's submission until the failure was seen."""
+
+
+class LearnerFailure(Exception):
+    """A learner rank died or hung: the data-parallel group is broken and must be restarted whole."""
+
+    def __init__(self, rank: int, failure: Failure):
+        super().__init__(f"learner rank {rank} {failure.cause}")
+        self.rank, self.failure = rank, failure
+
+
+def _death_errors() -> tuple[type[BaseException], ...]:
+    import ray.exceptions as errors
+
+    names = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "OutOfMemoryError", "NodeDiedError")
+    return tuple(getattr(errors, name) for name in names if hasattr(errors, name))
+
+
+def describe(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"died ({type(error).__name__}{': ' + first[:160] if first else ''})"
+
+
+def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dict[Any, Failure]]:
+    """Wait for every call until the deadline. An exception raised *inside* a method (a bug, bad input) is not a
+    fault of the actor and propagates; a dead actor or a call past the deadline becomes a Failure."""
+    import ray
+
+    started = time.perf_counter()
+    refs = {ref: key for key, ref in calls.items()}
+    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    results, failures = {}, {}
+    deaths = _death_errors()
+    for ref in ready:
+        try:
+            results[refs[ref]] = ray.get(ref)
+        except deaths as error:
+            failures[refs[ref]] = Failure(describe(error), False, time.perf_counter() - started)
+    for ref in pending:
+        failures[refs[ref]] = Failure(f"gave no answer within {timeout_s:g}s", True, time.perf_counter() - started)
+    return results, failures
+
+
+def get_one(ref: Any, timeout_s: float) -> tuple[Any, Failure | None]:
+    results, failures = gather({0: ref}, timeout_s)
+    return results.get(0), failures.get(0)
+
+
+def _kill_processes(processes: list[tuple[int, float]]) -> int:
+    """On the node that ran them: kill the processes still alive with the same start time (a reused pid is left
+    alone). Returns how many were killed."""
+    import psutil
+
+    killed = 0
+    for pid, created in processes:
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - created) < 1e-3:
+                process.kill()
+                killed += 1
+        except psutil.Error:
+            continue
+    return killed
+
+
+def kill_orphans(node_id: str, processes: list[tuple[int, float]], timeout_s: float = 60.0) -> int:
+    """Kill a dead actor's child processes (a vLLM engine core outlives its actor when the actor is SIGKILLed, and
+    on a GPU node it holds the memory its replacement needs), by a task on the actor's node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not processes:
+        return 0
+    task = ray.remote(num_cpus=0, max_retries=0)(_kill_processes)
+    try:
+        return ray.get(task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+                       .remote(processes), timeout=timeout_s)
+    except Exception:  # the node itself is gone: so are its processes
+        return 0
+
+
+def child_processes() -> tuple[str, list[tuple[int, float]]]:
+    """(node id, [(pid, start time)]) of the calling actor's descendants: what kill_orphans needs later."""
+    import os
+
+    import psutil
+    import ray
+
+    children = psutil.Process(os.getpid()).children(recursive=True)
+    return ray.get_runtime_context().get_node_id(), [(c.pid, c.create_time()) for c in children]

@@ -1,0 +1,146 @@
+"""Keeping the actors of a run alive: every call with a deadline, dead or hung actors restarted and their work
+redone, and a generator never sampling from weights older than the current policy version.
+
+In: the actor lists the driver owns, a function making each actor's call, and the stage. Out: every call's result
+(or, for learners, a LearnerFailure the driver answers by restarting the learner group from a checkpoint). Each
+recovery is recorded in summary.json's `restarts` (role, rank, iteration, cause, and the seconds it took to
+detect, restart and refit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from tao_ray import faults
+from tao_ray.config import Recipe
+from tao_ray.errors import TaoError
+
+
+class Supervisor:
+    def __init__(self, recipe: Recipe, tracker, restarts: dict[str, list]):
+        self.resources, self.tracker, self.restarts = recipe.resources, tracker, restarts
+        self.iteration = 0
+        self.engine_processes: dict[int, tuple[str, list]] = {}
+
+    def timeout(self, stage: str) -> float:
+        return faults.stage_timeout(self.resources.call_timeout_s, stage)
+
+    def record(self, role: str, rank: int, cause: str, detect_s: float, restart_s: float, refit_s: float) -> None:
+        self.restarts.setdefault(role, []).append(
+            {"rank": rank, "iteration": self.iteration, "cause": cause, "detect_s": round(detect_s, 3),
+             "restart_s": round(restart_s, 3), "refit_s": round(refit_s, 3)})
+        self.tracker.stage(f"{role} {rank} {cause}: restarted in {restart_s:.1f}s, refitted in {refit_s:.1f}s "
+                           f"(detected after {detect_s:.1f}s); its work is done again")
+
+    # ---- generators -----------------------------------------------------------------------------------------
+
+    def note_engines(self, generators: list) -> None:
+        """Remember each engine's processes, to kill them should their actor die without taking them along."""
+        found = ray.get([g.engine_processes.remote() for g in generators], timeout=self.timeout("control"))
+        self.engine_processes.update(enumerate(found))
+
+    def make_current(self, generators: list, sync, version: int) -> None:
+        """Refit every generator that serves an older policy version (one Ray restarted between two calls)."""
+        versions, failures = faults.gather({k: g.version.remote() for k, g in enumerate(generators)},
+                                           self.timeout("control"))
+        for k, failure in failures.items():
+            self.restart_generator(k, generators, sync, version, failure)
+        for k, held in versions.items():
+            if held != version:
+                started = time.perf_counter()
+                refit_s = self._refit(generators[k], sync, version)
+                self.record("generator", k, f"served policy version {held}, not {version} (restarted)",
+                            0.0, time.perf_counter() - started - refit_s, refit_s)
+
+    def _refit(self, generator, sync, version: int) -> float:
+        started = time.perf_counter()
+        if version > 0:  # a (re)started engine already serves the base model's weights, version 0
+            sync.refit([generator], version, self.timeout("sync"))
+        return time.perf_counter() - started
+
+    def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:
+        generator = generators[k]
+        started = time.perf_counter()
+        if failure.timed_out:
+            ray.kill(generator, no_restart=False)  # a hung engine is handled like a dead one
+        node, processes = self.engine_processes.pop(k, (None, []))
+        if node is not None:
+            faults.kill_orphans(node, processes)
+        _, dead = faults.get_one(generator.ready.remote(), self.timeout("startup"))
+        if dead is not None:
+            raise TaoError(f"generator {k} {failure.cause} in iteration {self.iteration} and could not be restarted "
+                           f"({dead.cause}): resources.max_actor_restarts ({self.resources.max_actor_restarts}) "
+                           "is used up or its node is gone")
+        restart_s = time.perf_counter() - started
+        self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
+        self.record("generator", k, failure.cause, failure.detect_s, restart_s,
+                    self._refit(generator, sync, version))
+
+    def on_generators(self, generators: list, shards: list, call: Callable[[Any, Any], Any], stage: str, sync,
+                      version: int) -> dict[int, Any]:
+        """call(generator, shard) for every non-empty shard; a generator that dies or hangs is restarted, refitted
+        to `version` and sent its shard again, so the stage returns every shard's result."""
+        todo = {k: shard for k, shard in enumerate(shards) if shard}
+        results: dict[int, Any] = {}
+        while todo:
+            self.make_current(generators, sync, version)
+            done, failures = faults.gather({k: call(generators[k], shard) for k, shard in todo.items()},
+                                           self.timeout(stage))
+            results.update(done)
+            for k, failure in failures.items():
+                self.restart_generator(k, generators, sync, version, failure)
+            todo = {k: todo[k] for k in failures}
+        return results
+
+    # ---- scorers --------------------------------------------------------------------------------------------
+
+    def on_scorers(self, scorers: list, shards: list, call: Callable[[Any, Any], Any], role: str) -> dict[int, Any]:
+        """call(scorer, shard) for every non-empty shard; a scorer that dies or hangs is restarted (by Ray, up to
+        resources.max_actor_restarts) and its batch sent again; one that keeps dying stops the run."""
+        todo = {k: shard for k, shard in enumerate(shards) if shard}
+        results: dict[int, Any] = {}
+        while todo:
+            done, failures = faults.gather({k: call(scorers[k], shard) for k, shard in todo.items()},
+                                           self.timeout("score"))
+            results.update(done)
+            for k, failure in failures.items():
+                started = time.perf_counter()
+                if failure.timed_out:
+                    ray.kill(scorers[k], no_restart=False)
+                _, dead = faults.get_one(scorers[k].ready.remote(), self.timeout("startup"))
+                if dead is not None:
+                    raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration}, after "
+                                   f"resources.max_actor_restarts ({self.resources.max_actor_restarts}) restarts")
+                self.record(role, k, failure.cause, failure.detect_s, time.perf_counter() - started, 0.0)
+            todo = {k: todo[k] for k in failures}
+        return results
+
+    # ---- learners -------------------------------------------------------------------------------------------
+
+    def on_learners(self, learners: list, call: Callable[[Any, int], Any], stage: str) -> list:
+        """call(learner, rank) on every rank. A rank that dies or hangs breaks the collective for all: raised as a
+        LearnerFailure for the driver to restart the group from the newest checkpoint."""
+        done, failures = faults.gather({rank: call(learner, rank) for rank, learner in enumerate(learners)},
+                                       self.timeout(stage))
+        if failures:
+            rank = min(failures)
+            raise faults.LearnerFailure(rank, failures[rank])
+        return [done[rank] for rank in range(len(learners))]
+
+    def check_learners(self, learners: list) -> None:
+        """Raise a LearnerFailure if a rank is dead (after a call that involved learners and generators failed)."""
+        self.on_learners(learners, lambda learner, rank: learner.ping.remote(), "control")
+
+    # ---- the end --------------------------------------------------------------------------------------------
+
+    def stop_generators(self, generators: list) -> None:
+        """Stop the engines, then make sure none of their processes outlives the run."""
+        faults.gather({k: g.shutdown.remote() for k, g in enumerate(generators)}, 30.0)
+        for generator in generators:
+            ray.kill(generator)
+        for node, processes in self.engine_processes.values():
+            faults.kill_orphans(node, processes)
