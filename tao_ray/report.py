@@ -177,9 +177,10 @@ def samples_section(summary: dict[str, Any], run_dir: Path) -> str:
     body = []
     for prompt_id in ids:
         first = base_by_id.get(prompt_id) or by_id.get(prompt_id)
-        body.append([f"<b>{html.escape(str(prompt_id))}</b><pre>{html.escape(first['prompt'])}</pre>",
+        body.append([f'<b>{html.escape(str(prompt_id))}</b><div class="prompt">{html.escape(first["prompt"])}</div>',
                      cell(base_by_id.get(prompt_id)), cell(by_id.get(prompt_id))])
-    right = f"{label} (iteration {best})" if best is not None else "trained model"
+    right = "trained model" if best is None else f"{label} (iteration {best})" + (
+        "; the base stayed best" if label == "last" else "")
     return _table(["prompt", "base (iteration 0)", right], body, "samples")
 
 
@@ -192,7 +193,7 @@ td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 table.numbers td{text-align:right;font-variant-numeric:tabular-nums}th{background:#f5f5f5}
 table.pairs th{width:16em}table.samples{width:100%}table.samples td{width:40%}
 table.samples td:first-child{width:20%}
-pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:13px}
+pre,.prompt{white-space:pre-wrap;word-break:break-word;margin:0;font-size:13px}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:12px}
 figure{margin:0;border:1px solid #eee;padding:6px}figure img{width:100%}figcaption{font-size:13px;color:#555}
 .note,.score{color:#666;font-size:13px}
