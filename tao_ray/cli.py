@@ -54,6 +54,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tao_ray.report import write_report
+
+    print(write_report(Path(args.run_dir)))
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -161,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="target directory (must not exist or be empty)")
     export.add_argument("--iteration", type=int, default=None, help="export this iteration instead of the best")
     export.set_defaults(func=_cmd_export)
+    report = sub.add_parser("report", help="write RUN_DIR/report.html: plots, numbers and sample answers of a run")
+    report.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
+    report.set_defaults(func=_cmd_report)
     compare = sub.add_parser("compare", help="win rate of MODEL_A over MODEL_B on prompts, with a bootstrap CI")
     compare.add_argument("model_a", help="model directory, hub id, or 'demo'")
     compare.add_argument("model_b", help="model directory, hub id, or 'demo'")

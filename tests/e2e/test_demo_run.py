@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.report.chromium import check_report
+
 pytestmark = pytest.mark.e2e
 
 
@@ -43,6 +45,9 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*"))
     header = next(line for line in result.stdout.splitlines() if "heldout" in line and "train_s" in line)
     assert header.split()[:3] == ["iter", "heldout", "train"]  # the per-iteration console table
+    # The run ends with its report; the base's and the best's sample answers are saved for its side-by-side table.
+    assert (run_dir / "samples" / "iter-0000.jsonl").is_file() and (run_dir / "report.html").is_file()
+    check_report(run_dir)  # last: without chromium this skips, after every other check has passed
 
 
 def test_export_loads_in_transformers_and_vllm_and_compare_reports_a_ci(tmp_path):
