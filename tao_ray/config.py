@@ -244,7 +244,8 @@ class ResourcesSection:
     pack (as few nodes as possible) or spread (across nodes)."""
     startup_timeout_s: float = 600.0
     """Seconds to wait for the cluster to reserve every actor's resources; then the run stops with one line naming
-    each role, what it asked for and what the cluster has free. Also bounds an actor's (re)start."""
+    each role, what it asked for and what the cluster has free. Also bounds each actor's (re)start: loading its
+    model and starting its engine (raise it for 70B models)."""
     max_actor_restarts: int = 3
     """How often each generator and scorer may be restarted after it died (or hung past its call timeout) before
     the run stops with one line naming it."""

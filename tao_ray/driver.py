@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, faults, launch, learning, placement, storage, tracking, weight_sync
+from tao_ray import checkpoints, faults, launch, learning, placement, report, storage, tracking, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -105,8 +105,12 @@ class TaoDriver:
                                                   placement=self.reservation, role="eval_scorer", log_dir=logs)
                              if own_eval_scorers else self.scorers)
         self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, logs)
-        engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
-                           timeout=self.supervisor.timeout("startup"))
+        try:
+            engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
+                               timeout=self.supervisor.timeout("startup"))
+        except ray.exceptions.GetTimeoutError:
+            raise TaoError(f"the vLLM engines did not start within resources.startup_timeout_s "
+                           f"({res.startup_timeout_s:g}s); raise it for large models or slow storage") from None
         self.supervisor.note_engines(self.generators)
         self.sync = self.make_sync()
         summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
@@ -286,6 +290,8 @@ class TaoDriver:
         self.eval_versions = sorted({g.policy_version for g in generations})
         scores = self.score(heldout, generations, self.eval_scorers)
         self.eval_scoring = self.scoring_stats(self.eval_scorers)
+        report.save_samples(self.run_dir, len(self.tracker.summary["iterations"]), heldout,
+                            [g.response_texts[0] for g in generations], [group[0] for group in scores.raw])
         return [group[0] for group in scores.raw]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
@@ -429,6 +435,7 @@ class TaoDriver:
         summary = self.tracker.summary
         summary["stopped"] = reason
         self.tracker.flush()
+        self.tracker.stage(report.after_run(self.run_dir))
         base = summary["iterations"][0]["heldout_reward_mean"]
         best = (f"{measured(summary['best_heldout_reward'])} at best iteration {summary['best_iteration']}"
                 if summary["best_iteration"] is not None else "not measured at any iteration")

@@ -8,18 +8,24 @@ the collective, so every rank is restarted from the newest checkpoint (LearnerFa
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 # Per-stage deadlines when resources.call_timeout_s is null: generous enough for a 70B model on GPUs (a long
 # generation round, a ZeRO-3 step over many ranks, a checkpoint of ~1 TB of optimizer state), yet finite.
-STAGE_TIMEOUT_S = {"startup": 3600.0, "generate": 7200.0, "eval": 7200.0, "score": 3600.0, "train": 7200.0,
+STAGE_TIMEOUT_S = {"generate": 7200.0, "eval": 7200.0, "score": 3600.0, "train": 7200.0,
                    "sync": 3600.0, "checkpoint": 7200.0, "control": 600.0}
 
 
-def stage_timeout(call_timeout_s: float | None, stage: str) -> float:
-    return call_timeout_s if call_timeout_s is not None else STAGE_TIMEOUT_S[stage]
+def stage_timeout(resources, stage: str) -> float:
+    """The deadline for one call of `stage`: resources.call_timeout_s when set, else the stage's default. Starting
+    (or restarting) an actor, which loads a model, is bounded by resources.startup_timeout_s instead."""
+    if stage == "startup":
+        return resources.startup_timeout_s
+    return resources.call_timeout_s if resources.call_timeout_s is not None else STAGE_TIMEOUT_S[stage]
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,10 @@ def _death_errors() -> tuple[type[BaseException], ...]:
 
 
 def describe(error: BaseException) -> str:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"died ({type(error).__name__}{': ' + first[:160] if first else ''})"
+    """"died (ActorDiedError: ...)", with the first sentence of Ray's message and without actor ids."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = re.sub(r"\b[0-9a-f]{24,}\b ?", "", text).split(". ")[0].strip()[:120]
+    return f"died ({type(error).__name__}{': ' + text if text else ''})"
 
 
 def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dict[Any, Failure]]:
@@ -71,9 +79,26 @@ def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dic
     return results, failures
 
 
-def get_one(ref: Any, timeout_s: float) -> tuple[Any, Failure | None]:
-    results, failures = gather({0: ref}, timeout_s)
-    return results.get(0), failures.get(0)
+def wait_until_back(call: Callable[[], Any], timeout_s: float) -> Failure | None:
+    """Call `call()` (a cheap method of an actor Ray is restarting) until it answers: None once the actor is back,
+    a Failure when it is dead for good (its restarts used up) or not back within the deadline."""
+    import ray
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    started = time.perf_counter()
+    while True:
+        left = timeout_s - (time.perf_counter() - started)
+        if left <= 0:
+            return Failure(f"was not back within {timeout_s:g}s", True, time.perf_counter() - started)
+        try:
+            ray.get(call(), timeout=left)
+            return None
+        except ActorUnavailableError:  # still restarting
+            time.sleep(0.5)
+        except RayActorError as error:
+            return Failure(describe(error), False, time.perf_counter() - started)
+        except ray.exceptions.GetTimeoutError:
+            continue
 
 
 def _kill_processes(processes: list[tuple[int, float]]) -> int:

@@ -18,6 +18,7 @@ from tao_ray.actors.learner import LearnerActor
 from tao_ray.actors.logs import LOG_FILE_ENV
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
+from tao_ray.errors import TaoError
 from tao_ray.placement import Reservation
 
 
@@ -117,7 +118,11 @@ def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None
     learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
         model_dir, recipe.model.dtype, training, res.device, rank, res.learners, max(1, int(res.learner_cpus)))
         for rank in range(res.learners)]
-    timeout_s = faults.stage_timeout(res.call_timeout_s, "startup")
-    master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
-    ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
+    timeout_s = faults.stage_timeout(res, "startup")
+    try:
+        master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
+        ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise TaoError(f"the learner ranks did not start within resources.startup_timeout_s ({timeout_s:g}s); "
+                       "raise it for large models or slow storage") from None
     return learners

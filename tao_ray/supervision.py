@@ -27,7 +27,7 @@ class Supervisor:
         self.engine_processes: dict[int, tuple[str, list]] = {}
 
     def timeout(self, stage: str) -> float:
-        return faults.stage_timeout(self.resources.call_timeout_s, stage)
+        return faults.stage_timeout(self.resources, stage)
 
     def record(self, role: str, rank: int, cause: str, detect_s: float, restart_s: float, refit_s: float) -> None:
         self.restarts.setdefault(role, []).append(
@@ -70,7 +70,7 @@ class Supervisor:
         node, processes = self.engine_processes.pop(k, (None, []))
         if node is not None:
             faults.kill_orphans(node, processes)
-        _, dead = faults.get_one(generator.ready.remote(), self.timeout("startup"))
+        dead = faults.wait_until_back(generator.ready.remote, self.timeout("startup"))
         if dead is not None:
             raise TaoError(f"generator {k} {failure.cause} in iteration {self.iteration} and could not be restarted "
                            f"({dead.cause}): resources.max_actor_restarts ({self.resources.max_actor_restarts}) "
@@ -111,7 +111,7 @@ class Supervisor:
                 started = time.perf_counter()
                 if failure.timed_out:
                     ray.kill(scorers[k], no_restart=False)
-                _, dead = faults.get_one(scorers[k].ready.remote(), self.timeout("startup"))
+                dead = faults.wait_until_back(scorers[k].ready.remote, self.timeout("startup"))
                 if dead is not None:
                     raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration}, after "
                                    f"resources.max_actor_restarts ({self.resources.max_actor_restarts}) restarts")

@@ -19,7 +19,7 @@ def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(
     overrides = [*TINY, "run.iterations=3", "resources.generators=2", "scoring.reward=function",
                  "scoring.function.target=tests.e2e.fault_rewards:slow_constraints", "eval.reward=constraints"]
     result = subprocess.run([sys.executable, "-m", "tests.e2e.fault_run", str(tmp_path),
-                             "generator:1,scorer:2,learner:3", *overrides],
+                             "scorer:1,generator:2,learner:3", *overrides],
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "demo-cpu" / "summary.json").read_text())
@@ -27,8 +27,8 @@ def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(
     assert summary["stopped"] == "completed"
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1, 2, 3]
     restarts = summary["restarts"]
-    assert [r["iteration"] for r in restarts["generator"]][:1] == [1], restarts
-    assert [r["iteration"] for r in restarts["scorer"]] == [2], restarts
+    assert [r["iteration"] for r in restarts["generator"]][:1] == [2], restarts
+    assert [r["iteration"] for r in restarts["scorer"]] == [1], restarts
     assert [r["iteration"] for r in restarts["learner"]] == [3], restarts
     for row in summary["iterations"][1:]:
         # Samples come from the weights after the previous update, held-out answers from this one's.
