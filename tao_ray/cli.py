@@ -32,7 +32,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "--overwrite replaces it)", flush=True)
     from tao_ray import driver
 
-    driver.run(recipe, inputs, resume=args.resume, actor_logs=args.actor_logs)
+    try:
+        driver.run(recipe, inputs, resume=args.resume, actor_logs=args.actor_logs)
+    except KeyboardInterrupt:  # the driver has stopped every actor; the newest complete checkpoint is intact
+        from tao_ray.checkpoints import resume_command
+
+        print(f"tao-ray: interrupted; completed iterations and checkpoints are in {recipe.run_dir}; continue with: "
+              f"{resume_command(recipe)}", file=sys.stderr)
+        return 130
     return 0
 
 

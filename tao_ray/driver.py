@@ -465,6 +465,10 @@ def run(recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: boo
     try:
         driver.setup()
         return driver.run()
+    except KeyboardInterrupt:
+        if getattr(driver, "tracker", None) is not None:
+            driver.tracker.summary["stopped"] = "interrupted"
+        raise
     finally:
         driver.cleanup()
 
