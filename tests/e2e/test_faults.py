@@ -15,7 +15,20 @@ TINY = ["data.max_heldout_prompts=4", "generation.prompts_per_iteration=4", "gen
         "generation.kv_cache_gb=0.25", "resources.learner_cpus=1", "logging.wandb=false"]
 
 
+def orphaned_engines(since: float) -> list[int]:
+    """vLLM engine processes started after `since` whose parent is gone (re-parented to init)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name", "ppid", "create_time"]):
+        info = process.info
+        if (info["name"] or "").startswith("VLLM") and info["ppid"] == 1 and info["create_time"] >= since:
+            found.append(process.pid)
+    return found
+
+
 def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(tmp_path):
+    started = time.time()
     overrides = [*TINY, "run.iterations=3", "resources.generators=2", "scoring.reward=function",
                  "scoring.function.target=tests.e2e.fault_rewards:slow_constraints", "eval.reward=constraints"]
     result = subprocess.run([sys.executable, "-m", "tests.e2e.fault_run", str(tmp_path),
@@ -35,6 +48,7 @@ def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(
         assert row["policy_version"] == {"samples": [row["iteration"] - 1], "heldout": [row["iteration"]]}
         assert row["samples_generated"] == 16 and row["train_reward_mean"] is not None
     assert (tmp_path / "demo-cpu" / "checkpoints" / "iter-0003" / "model" / "config.json").is_file()
+    assert not orphaned_engines(started), "a killed generator left its engine processes running"
 
 
 def test_a_hanging_scorer_call_ends_the_run_with_one_line(tmp_path):
