@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, launch, learning, placement, storage, weight_sync
+from tao_ray import checkpoints, launch, learning, placement, resume, storage, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -73,7 +73,8 @@ class TaoDriver:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = self.run_dir / "summary.json"
         resumable = self.resume and previous.is_file()
-        self.previous_rows = json.loads(previous.read_text())["iterations"] if resumable else []
+        self.previous = json.loads(previous.read_text()) if resumable else {}
+        self.previous_rows = self.previous.get("iterations", [])
         summary = {"recipe": recipe.source, "run_name": recipe.run.name, "model": self.inputs.model_dir,
                    "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
@@ -267,12 +268,25 @@ class TaoDriver:
             return 0
         path, state = found
         ray.get([learner.load_state.remote(str(path / "learner")) for learner in self.learners])
+        # load_state brings back the checkpoint's lr, weight decay and clipping; the recipe's win (resume.py).
+        training = self.recipe.training
+        optimizer = ray.get([learner.apply_optimizer_settings.remote(
+            training.lr, training.weight_decay, training.max_grad_norm) for learner in self.learners])[0]
         self.sync.update()
         self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
         summary = self.tracker.summary
         summary["iterations"] = [row for row in self.previous_rows if row["iteration"] <= state["iteration"]]
-        summary.setdefault("resumed_from", []).append(state["iteration"])
+        # Earlier resumes stay listed; each entry of resume_changes belongs to the resumed_from entry beside it.
+        changes = resume.compare(self.previous["config"], self.recipe).record() if "config" in self.previous else {}
+        changes["optimizer"] = {f"training.{name}": values for name, values in optimizer.items()
+                                if values[0] != values[1]}
+        summary["resumed_from"] = [*self.previous.get("resumed_from", []), state["iteration"]]
+        summary["resume_changes"] = [*self.previous.get("resume_changes", []),
+                                     {"iteration": state["iteration"], **changes}]
         self.tracker.stage(f"resumed from {path} (iteration {state['iteration']})")
+        if changes["optimizer"]:
+            self.tracker.stage("set on the restored optimizer (the checkpoint held the old values): " + ", ".join(
+                f"{key} {old:g} -> {new:g}" for key, (old, new) in changes["optimizer"].items()))
         return state["iteration"]
 
     def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
