@@ -276,7 +276,7 @@ class TaoDriver:
         self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
         summary = self.tracker.summary
         summary["iterations"] = [row for row in self.previous_rows if row["iteration"] <= state["iteration"]]
-        # Earlier resumes stay listed; each entry of resume_changes belongs to the resumed_from entry beside it.
+        # Earlier resumes stay listed; each resume_changes entry names the iteration it resumed from.
         changes = resume.compare(self.previous["config"], self.recipe).record() if "config" in self.previous else {}
         changes["optimizer"] = {f"training.{name}": values for name, values in optimizer.items()
                                 if values[0] != values[1]}
