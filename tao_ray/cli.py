@@ -10,6 +10,7 @@ from tao_ray.errors import TaoError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tao_ray import resume
     from tao_ray.checkpoints import set_aside
     from tao_ray.config import load_recipe
     from tao_ray.inputs import prepare_inputs, resolve_output_dir
@@ -17,7 +18,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise TaoError("run: --resume continues a run and --overwrite deletes it; pass one of them")
     recipe = resolve_output_dir(load_recipe(args.recipe, args.overrides))
+    # A change the checkpoint cannot honour is refused first: before the prompt files are read and the model found.
+    changes = resume.check(recipe) if args.resume else resume.Changes()
     inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
+    note = resume.applied_line(changes)
+    if note:
+        print(f"tao-ray: {note}", flush=True)
     if args.overwrite and not args.check and recipe.run_dir.exists():
         import shutil
 

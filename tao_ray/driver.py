@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, faults, launch, learning, placement, report, storage, tracking, weight_sync
+from tao_ray import checkpoints, faults, launch, learning, placement, report, resume, storage, tracking, weight_sync
 from tao_ray.batch import (
     Generation,
     RolloutBatch,
@@ -69,13 +69,14 @@ class TaoDriver:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = self.run_dir / "summary.json"
         resumable = self.resume and previous.is_file()
-        self.previous_rows = json.loads(previous.read_text())["iterations"] if resumable else []
+        self.previous = json.loads(previous.read_text()) if resumable else {}
+        self.previous_rows = self.previous.get("iterations", [])
         summary = {"recipe": recipe.source, "run_name": recipe.run.name, "model": self.inputs.model_dir,
                    "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
         self.tracker = Tracker(self.run_dir, summary, recipe.logging.wandb, recipe.logging.wandb_mode,
                                recipe.logging.wandb_project, summary["config"], resume=self.resume)
-        summary["restarts"] = {"generator": [], "scorer": [], "learner": []}
+        summary["restarts"] = self.previous.get("restarts") or {"generator": [], "scorer": [], "learner": []}
         self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
         self.logs = None if self.actor_logs else self.run_dir / "logs"
         started = time.perf_counter()
@@ -314,14 +315,29 @@ class TaoDriver:
             self.tracker.stage("nothing to resume: no complete checkpoint yet; starting from iteration 0")
             return 0
         done = self.load_checkpoint(*found, rows=self.previous_rows)
-        self.tracker.summary.setdefault("resumed_from", []).append(done)
+        summary = self.tracker.summary
+        # Earlier resumes stay listed; each resume_changes entry names the iteration it resumed from.
+        changes = resume.compare(self.previous["config"], self.recipe).record() if "config" in self.previous else {}
+        changes["optimizer"] = self.optimizer_changes
+        summary["resumed_from"] = [*self.previous.get("resumed_from", []), done]
+        summary["resume_changes"] = [*self.previous.get("resume_changes", []), {"iteration": done, **changes}]
         self.tracker.stage(f"resumed from {found[0]} (iteration {done})")
+        if changes["optimizer"]:
+            self.tracker.stage("set on the restored optimizer (the checkpoint held the old values): " + ", ".join(
+                f"{key} {old:g} -> {new:g}" for key, (old, new) in changes["optimizer"].items()))
         return done
 
     def load_checkpoint(self, path, state: dict[str, Any], rows: list[dict]) -> int:
         """Learners, generators, prompt order and summary rows back to a checkpoint's iteration."""
         self.supervisor.on_learners(self.learners, lambda learner, _: learner.load_state.remote(str(path / "learner")),
                                     "checkpoint")
+        # load_state brings back the checkpoint's lr, weight decay and clipping; the recipe's win (resume.py).
+        training = self.recipe.training
+        optimizer = self.supervisor.on_learners(self.learners, lambda learner, _: learner.apply_optimizer_settings
+                                                .remote(training.lr, training.weight_decay, training.max_grad_norm),
+                                                "control")[0]
+        self.optimizer_changes = {f"training.{name}": values for name, values in optimizer.items()
+                                  if values[0] != values[1]}
         done = state["iteration"]
         self.sync_weights(done)
         self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])

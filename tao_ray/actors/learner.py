@@ -342,6 +342,26 @@ class LearnerActor:
             raise FileNotFoundError(f"no DeepSpeed state under {directory}")
         torch.set_rng_state(client_state["torch_rng_state"])
 
+    def apply_optimizer_settings(self, lr: float, weight_decay: float, max_grad_norm: float) -> dict[str, list[float]]:
+        """Put the recipe's optimizer settings back after load_state, which restores the checkpoint's: the torch
+        optimizer's param groups carry lr and weight_decay (a ZeRO optimizer exposes its wrapped optimizer's groups
+        as `param_groups`), and ZeRO-1/2 and the bf16 optimizer also restore their clipping value `clip_grad`.
+        Without ZeRO the engine clips with its config's `gradient_clipping`, so both are set.
+        Returns {name: [restored, now]} for lr, weight_decay and max_grad_norm. Every rank calls it."""
+        optimizer = self.engine.optimizer
+        groups = optimizer.param_groups
+        restored = {"lr": groups[0]["lr"], "weight_decay": groups[0]["weight_decay"],
+                    "max_grad_norm": getattr(optimizer, "clip_grad", self.engine.gradient_clipping())}
+        for group in groups:
+            group["lr"], group["weight_decay"] = lr, weight_decay
+        if hasattr(optimizer, "clip_grad"):
+            optimizer.clip_grad = max_grad_norm
+        self.engine._config.gradient_clipping = max_grad_norm  # no public setter; read by engine.gradient_clipping()
+        self.training = {**self.training, "lr": lr, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm}
+        now = {"lr": groups[0]["lr"], "weight_decay": groups[0]["weight_decay"],
+               "max_grad_norm": getattr(optimizer, "clip_grad", self.engine.gradient_clipping())}
+        return {name: [float(restored[name]), float(now[name])] for name in restored}
+
 
 def _float_or_none(value) -> float | None:
     """DeepSpeed reports the global gradient norm (before clipping) as a tensor, a float or None."""

@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from tao_ray import weight_sync
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.scorer import ScorerActor
-from tao_ray.batch import RolloutBatch, build_rollout_batch
+from tao_ray.batch import Generation, RolloutBatch, build_rollout_batch
 
-from .conftest import start_learners, training_section
+from .conftest import TRAINING, start_learners, training_section
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +176,25 @@ def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
     assert greedy(lora_generator, 32) != base_answer
     ray.kill(learner)
     ray.kill(lora_generator)
+
+
+def test_optimizer_settings_win_over_the_restored_checkpoint(learner, tmp_path):
+    """load_state brings back the checkpoint's lr, weight decay and clipping; apply_optimizer_settings sets the
+    recipe's on the restored optimizer, and the next step uses them (lr 0: the weights stay exactly as they were)."""
+    generation = Generation(0, [1, 2, 3, 4, 5], ["a", "b", "c", "d"], [[6, 7], [8, 9], [10, 11], [12, 13]])
+    batch = build_rollout_batch([generation], [[0.0, 1.0, 0.0, 1.0]], "grpo")
+    saved = {"lr": TRAINING["lr"], "weight_decay": TRAINING["weight_decay"], "max_grad_norm": TRAINING["max_grad_norm"]}
+    ray.get(learner.save_state.remote(str(tmp_path)))
+    ray.get(learner.apply_optimizer_settings.remote(3e-5, 0.1, 0.5))
+    ray.get(learner.load_state.remote(str(tmp_path)))
+    changed = ray.get(learner.apply_optimizer_settings.remote(0.0, 0.1, 0.5))
+    assert changed == {"lr": [saved["lr"], 0.0], "weight_decay": [saved["weight_decay"], 0.1],
+                       "max_grad_norm": [saved["max_grad_norm"], 0.5]}  # [restored by load_state, set now]
+    digest = ray.get(learner.weights_digest.remote())
+    ray.get(learner.train.remote(batch, 1))
+    assert ray.get(learner.weights_digest.remote()) == digest
+    ray.get(learner.load_state.remote(str(tmp_path)))  # leave the shared learner as the other tests expect it
+    ray.get(learner.apply_optimizer_settings.remote(*saved.values()))
+    ray.get(learner.train.remote(batch, 1))
+    assert ray.get(learner.weights_digest.remote()) != digest  # the same step with the restored lr moves them
+    ray.get(learner.load_state.remote(str(tmp_path)))

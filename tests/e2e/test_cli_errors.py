@@ -114,3 +114,38 @@ def test_train_rm_bad_pairs_file(tmp_path):
     pairs.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n')
     assert_one_line_error(tao_ray("train-rm", str(pairs), "--out", str(tmp_path / "rm")), "line 2",
                           "'rejected' is missing")
+
+
+def test_resume_refuses_what_the_checkpoint_cannot_honour(tmp_path):
+    """A summary.json and a (fake) complete checkpoint are all the refusal needs: it comes before any prompt file,
+    model, Ray or actor, and leaves the run dir as it was."""
+    import dataclasses
+    import json
+
+    from tao_ray import checkpoints
+    from tao_ray.config import load_recipe
+    from tao_ray.inputs import resolve_output_dir
+
+    recipe = resolve_output_dir(load_recipe("recipes/demo-cpu.yaml", [f"run.output_dir={tmp_path}"]))
+    run_dir = recipe.run_dir
+    run_dir.mkdir()
+    summary = json.dumps({"config": dataclasses.asdict(recipe), "iterations": []})
+    (run_dir / "summary.json").write_text(summary)
+    staging = checkpoints.staging_dir(run_dir, 1)
+    (staging / "learner").mkdir()
+    checkpoints.commit(staging, checkpoints.checkpoint_dir(run_dir, 1), str(tmp_path), {"iteration": 1})
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+
+    result = tao_ray("run", "recipes/demo-cpu.yaml", "resources.learners=2", "run.iterations=9",
+                     f"run.output_dir={tmp_path}", "--resume")
+    assert_one_line_error(result, str(run_dir), "resources.learners 1 -> 2")
+    assert "run.iterations" not in result.stderr  # an applied change is not part of the refusal
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert (run_dir / "summary.json").read_text() == summary
+    assert_one_line_error(tao_ray("run", "recipes/demo-cpu.yaml", "training.zero_stage=3",
+                                  f"run.output_dir={tmp_path}", "--resume", "--check"), "training.zero_stage 2 -> 3")
+    # An applied or optimizer change passes --check with a line saying what will change.
+    result = tao_ray("run", "recipes/demo-cpu.yaml", "run.iterations=9", "training.lr=1e-5",
+                     f"run.output_dir={tmp_path}", "--resume", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "run.iterations 6 -> 9" in result.stdout and "training.lr 2e-05 -> 1e-05" in result.stdout

@@ -1,5 +1,6 @@
 """A run killed with SIGKILL in the middle of an iteration resumes from its last complete checkpoint, draws the
-same prompt batches an uninterrupted run would, and loses no completed iteration from summary.json."""
+same prompt batches an uninterrupted run would, and loses no completed iteration from summary.json; the settings
+changed on resume are applied and recorded."""
 
 import json
 import os
@@ -38,11 +39,18 @@ def test_sigkill_mid_iteration_then_resume(tmp_path):
     killed = json.loads((run_dir / "summary.json").read_text())
     assert [row["iteration"] for row in killed["iterations"]] == [0, 1], "".join(seen[-20:])
 
-    resumed = subprocess.run(command(tmp_path, "--resume"), capture_output=True, text=True, timeout=1200)
+    # A changed learning rate and retention are applied: the lr on the restored optimizer, which the checkpoint
+    # would otherwise set back to the old one.
+    resumed = subprocess.run(command(tmp_path, "--resume", "training.lr=1e-5", "run.keep_checkpoints=3"),
+                             capture_output=True, text=True, timeout=1200)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "run.keep_checkpoints 2 -> 3" in resumed.stdout and "training.lr 2e-05 -> 1e-05" in resumed.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1, 2, 3]
     assert summary["resumed_from"] == [1]
+    assert summary["resume_changes"] == [{"iteration": 1, "applied": {"run.keep_checkpoints": [2, 3]},
+                                          "optimizer": {"training.lr": [2e-5, 1e-5]}}]
+    assert summary["config"]["training"]["lr"] == 1e-5
     assert summary["iterations"][:2] == killed["iterations"]  # completed iterations are kept as they were
 
     train = load_prompts("prompts/demo/train.jsonl")
