@@ -1,5 +1,5 @@
 """A reward model trained by `tao-ray train-rm` scores a real run: train on separable preference pairs (on-topic vs
-off-topic answers), check held-out pairwise accuracy, then drive a 2-iteration run with it, sampled with the
+off-topic answers), check held-out pairwise accuracy, then drive a 1-iteration run with it, sampled with the
 conditioned strategy, and audited by the constraint verifier."""
 
 import json
@@ -29,7 +29,7 @@ def test_train_rm_then_run_with_the_reward_model_and_conditioned_sampling(tmp_pa
                                                          "Pizza is a flat bread baked with cheese."])
     assert on_topic > off_topic
 
-    overrides = ["run.iterations=2", "data.max_heldout_prompts=6", "generation.prompts_per_iteration=4",
+    overrides = ["run.iterations=1", "data.max_heldout_prompts=6", "generation.prompts_per_iteration=4",
                  "generation.samples_per_prompt=3", "generation.max_tokens=32", "generation.kv_cache_gb=0.25",
                  "generation.strategy=conditioned", "scoring.reward=reward_model",
                  f"scoring.reward_model.path={rm_dir}", "scoring.normalize=group", "eval.reward=constraints",
@@ -38,7 +38,7 @@ def test_train_rm_then_run_with_the_reward_model_and_conditioned_sampling(tmp_pa
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "rm" / "summary.json").read_text())
-    assert summary["stopped"] == "completed"
+    assert summary["stopped"] == "completed" and len(summary["iterations"]) == 2
     for row in summary["iterations"][1:]:
         diversity = row["diversity"]
         assert diversity["strategy"] == "conditioned"
