@@ -277,10 +277,17 @@ class TaoDriver:
         return received
 
     def make_sync(self):
+        """The weight-sync channel between the current learners and generators (metadata checked, group set up).
+        A generator found dead on the way is restarted first (its refit comes with the next sync)."""
         res, lora = self.recipe.resources, self.recipe.training.lora
         sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
                                      lora_adapter=lora.r > 0 and lora.sync == "adapter")
-        sync.init()
+        try:
+            sync.init()
+        except ray.exceptions.RayError:
+            self.supervisor.check_learners(self.learners)
+            self.supervisor.revive(self.generators, sync)
+            sync.init()
         return sync
 
     def evaluate(self) -> list[float | None]:

@@ -56,6 +56,12 @@ class Supervisor:
                 self.record("generator", k, f"served policy version {held}, not {version} (restarted)",
                             0.0, time.perf_counter() - started - refit_s, refit_s)
 
+    def revive(self, generators: list, sync) -> None:
+        """Restart the generators found dead, without a refit: the caller's next sync brings them current."""
+        _, failures = faults.gather({k: g.version.remote() for k, g in enumerate(generators)}, self.timeout("control"))
+        for k, failure in failures.items():
+            self.restart_generator(k, generators, sync, 0, failure)
+
     def _refit(self, generator, sync, version: int) -> float:
         started = time.perf_counter()
         if version > 0:  # a (re)started engine already serves the base model's weights, version 0
