@@ -1,10 +1,13 @@
-"""LoRA via peft: wrap a policy, and read its weights back as a plain (merged) HF state dict.
+"""LoRA via peft: wrap a policy, and read its weights back as plain (merged) HF tensors.
 
 The generators and exported checkpoints see ordinary merged weights, W + (alpha/r)·B·A, computed without touching
-the trained model (no merge/unmerge round trip, so no drift in the weights being trained).
+the trained model (no merge/unmerge round trip, so no drift in the weights being trained). The merge goes one LoRA
+layer at a time (`distributed.full_tensors` walks the model), so under ZeRO-3 only one layer is ever gathered.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 
@@ -19,20 +22,27 @@ def wrap(model, r: int, alpha: float, dropout: float, target_modules: str):
     return get_peft_model(model, config)
 
 
-def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
-    """HF-named weights with every adapter folded in; adapter tensors themselves are left out."""
+def hf_name(name: str) -> str:
+    """The base model's name of a peft model's tensor: `base_model.model.x.q_proj.base_layer.weight` ->
+    `x.q_proj.weight`."""
+    return name.removeprefix(_PREFIX).replace(".base_layer", "")
+
+
+def is_adapted(module) -> bool:
+    """A LoRA layer carrying the trained adapter."""
     from peft.tuners.lora import LoraLayer
 
-    deltas = {}
-    for name, module in peft_model.named_modules():
-        # Linear layers keep their adapter in lora_A/lora_B, embeddings in lora_embedding_A/_B.
-        adapters = set(getattr(module, "lora_A", {})) | set(getattr(module, "lora_embedding_A", {}))
-        if isinstance(module, LoraLayer) and "default" in adapters:
-            deltas[name.removeprefix(_PREFIX) + ".weight"] = module.get_delta_weight("default")
-    merged = {}
-    for name, tensor in peft_model.state_dict().items():
-        if ".lora_" in name:
-            continue
-        clean = name.removeprefix(_PREFIX).replace(".base_layer", "")
-        merged[clean] = (tensor + deltas[clean].to(tensor.dtype)) if clean in deltas else tensor
-    return merged
+    # Linear layers keep their adapter in lora_A/lora_B, embeddings in lora_embedding_A/_B.
+    adapters = set(getattr(module, "lora_A", {})) | set(getattr(module, "lora_embedding_A", {}))
+    return isinstance(module, LoraLayer) and "default" in adapters
+
+
+def merged_layer(layer) -> Iterator[tuple[str, torch.Tensor]]:
+    """A LoRA layer's base tensors by name relative to the layer (`base_layer.weight`, `base_layer.bias`), with the
+    adapter folded into the weight; the adapter tensors themselves are left out. Needs the whole layer (gathered
+    under ZeRO-3)."""
+    with torch.no_grad():
+        delta = layer.get_delta_weight("default")
+    for name, tensor in layer.base_layer.state_dict().items():
+        tensor = tensor.detach()
+        yield f"base_layer.{name}", (tensor + delta.to(tensor.dtype)) if name == "weight" else tensor

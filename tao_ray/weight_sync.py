@@ -5,7 +5,7 @@
 - metadata: the (name, dtype, shape) of every tensor, so a receiver can check the sender's model matches its own.
 - init:     set up the channel once (CPU: nothing; CUDA: an NCCL group of learner rank 0 + all generator workers).
 - update:   move the tensors (CPU: one safetensors payload through Ray's object store, reloaded in place;
-            CUDA: one NCCL broadcast per tensor, straight into the engine's reload).
+            CUDA: one NCCL broadcast per tensor as the learner reads it, straight into the engine's reload).
 - finish:   drop state derived from the old weights (the engines' prefix caches).
 
 Both paths end in vLLM's in-place `reload_weights`, which also handles CPU weight prepacking (plain
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +32,9 @@ class TensorMeta:
     shape: tuple[int, ...]
 
 
-def metadata(state_dict: dict[str, torch.Tensor]) -> list[TensorMeta]:
-    return [TensorMeta(name, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for name, t in state_dict.items()]
+def metadata(tensors: Iterable[tuple[str, torch.Tensor]]) -> list[TensorMeta]:
+    """From (name, tensor) pairs in sending order, e.g. `state_dict.items()`."""
+    return [TensorMeta(name, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for name, t in tensors]
 
 
 # ---- CPU path: learner packs, generator writes to shared memory, worker reloads in place -------------------------
@@ -65,9 +66,12 @@ def sender_broadcast_group(master_address: str, master_port: int, world_size: in
     return PyNcclCommunicator(group, device=device)
 
 
-def broadcast(communicator, state_dict: dict[str, torch.Tensor]) -> None:
-    """Sender update step (CUDA): tensors go out in metadata order, which the receivers follow."""
-    for tensor in state_dict.values():
+def broadcast(communicator, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Sender update step (CUDA): (name, tensor) pairs go out one by one in metadata order, which the receivers
+    follow. `tensors` may be a stream whose tensors are released once the next is taken (a ZeRO-3 learner's gathered
+    parameters): each is broadcast before the next is asked for, and its memory is freed on the same stream, after
+    the broadcast."""
+    for _, tensor in tensors:
         communicator.broadcast(tensor.contiguous(), src=0, stream=torch.cuda.current_stream())
     torch.cuda.synchronize()
 

@@ -1,5 +1,5 @@
 """DeepSpeed plumbing shared by the learners: join the process group, load a model (partitioned under ZeRO-3),
-wrap it in an engine.
+wrap it in an engine, read its whole weights back one module at a time.
 
 The same code serves CPU (gloo, DeepSpeed's CPU accelerator) and GPU (nccl); only `device` differs.
 """
@@ -7,6 +7,11 @@ The same code serves CPU (gloo, DeepSpeed's CPU accelerator) and GPU (nccl); onl
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def rendezvous_address() -> tuple[str, int]:
@@ -101,3 +106,55 @@ def local_numel(model) -> tuple[int, int]:
         local += p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
         full += getattr(p, "ds_numel", p.numel())
     return local, full
+
+
+def gathered(params: list, zero3: bool, modifier_rank: int | None = None):
+    """A context in which `params` are whole on this rank. Under ZeRO-3 opening it is collective (every rank opens
+    the same gathers in the same order) and, with `modifier_rank`, that rank's changes reach every partition on
+    exit. Under ZeRO-2 parameters are always whole: nothing to do."""
+    import contextlib
+
+    if not zero3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
+
+
+def full_tensors(model, zero3: bool, lora: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, whole tensor) of every parameter and persistent buffer, in `state_dict` order, each parameter once:
+    a tied lm_head is the embedding again and is left out (vLLM and `save_pretrained` tie it themselves).
+
+    Under ZeRO-3 one module's own parameters are gathered at a time and released when the next tensor is asked
+    for, so peak extra memory is one module's parameters (a 70B model whole would be 141 GB on every rank). A
+    yielded tensor is valid only until then: copy it to keep it. Gathers are collective, so every rank must run
+    the iteration to its end. Under ZeRO-2 nothing is gathered or copied: the tensors are the live parameters.
+
+    lora: `model` is a peft model; its names are the base model's, and each LoRA layer comes out as its base
+    layer's tensors with the adapter folded in. Such a layer is gathered whole (base weight and adapter, one
+    module), because the merge needs both."""
+    from tao_ray import lora as lora_lib
+
+    seen: set[int] = set()
+    done_under = None  # prefix of the LoRA layer just merged: its submodules are done
+    for prefix, module in model.named_modules():
+        if done_under is not None and prefix.startswith(done_under):
+            continue
+        if lora and lora_lib.is_adapted(module):
+            done_under = prefix + "."
+            params = list(module.parameters())
+            with gathered(params, zero3):
+                for name, tensor in lora_lib.merged_layer(module):
+                    yield lora_lib.hf_name(f"{prefix}.{name}"), tensor
+            seen.update(id(p) for p in params)
+            continue
+        params = [(name, p) for name, p in module.named_parameters(recurse=False) if id(p) not in seen]
+        buffers = [(name, b) for name, b in module.named_buffers(recurse=False)
+                   if name not in module._non_persistent_buffers_set and id(b) not in seen]
+        if not params and not buffers:
+            continue
+        seen.update(id(t) for _, t in params + buffers)
+        with gathered([p for _, p in params], zero3):
+            for name, tensor in params + buffers:
+                full_name = f"{prefix}.{name}" if prefix else name
+                yield (lora_lib.hf_name(full_name) if lora else full_name), tensor.detach()

@@ -96,6 +96,16 @@ class LearnerActor:
             numels["reference"] = distributed.local_numel(module)
         return numels
 
+    def streaming_peak(self) -> int:
+        """The most policy elements whole on this rank at any point while its weights are read out (every rank
+        calls it): under ZeRO-3 one module's, plus the small parameters DeepSpeed keeps whole, never the model."""
+        params = list(self.engine.module.parameters())
+        peak = 0
+        for _ in self._full_tensors():
+            # A ZeRO-3 parameter not gathered holds an empty tensor; ZeRO-2's are all whole.
+            peak = max(peak, sum(p.numel() for p in params))
+        return peak
+
     def _reference_logprobs(self, packed):
         from tao_ray.core.sequences import response_logprobs
 
@@ -217,40 +227,41 @@ class LearnerActor:
     # ---- weights out: sync and checkpoints ----
     # ZeRO-2 keeps full parameters on every rank, so rank 0 alone can read them. ZeRO-3 partitions them, and
     # gathering is collective: every method below that reads weights is therefore called on every rank (the driver
-    # and weight_sync do so), and ranks other than 0 take part in the gather and return nothing.
+    # and weight_sync do so), and ranks other than 0 take part in the gathers and keep nothing. Weights are read
+    # one module at a time (_full_tensors), never the whole model at once: a 70B model whole is 141 GB.
 
-    def state_dict(self) -> dict:
-        """Parameters by HF name, each storage once: a tied lm_head is left out, as vLLM ties it itself."""
-        import contextlib
+    @property
+    def zero3(self) -> bool:
+        return self.training["zero_stage"] == 3
 
-        gathered = contextlib.nullcontext()
-        if self.training["zero_stage"] == 3:
-            import deepspeed
+    def _full_tensors(self):
+        """(HF name, whole tensor) one at a time, each valid until the next is asked for; see distributed.full_tensors.
+        Every rank must run it to its end under ZeRO-3."""
+        return distributed.full_tensors(self.engine.module, self.zero3, self.lora)
 
-            gathered = deepspeed.zero.GatheredParameters(list(self.engine.module.parameters()), modifier_rank=None)
-        with gathered:
-            if self.lora:
-                from tao_ray import lora
-
-                source = lora.merged_state_dict(self.engine.module)
-            else:
-                source = self.engine.module.state_dict()
-            seen: set[int] = set()
-            tensors = {}
-            for name, tensor in source.items():
-                if tensor.data_ptr() in seen:
-                    continue
-                seen.add(tensor.data_ptr())
-                # Under ZeRO-3 the gathered storage is released when the context ends: keep a copy.
-                tensors[name] = tensor.detach().clone() if self.training["zero_stage"] == 3 else tensor.detach()
+    def _rank0_tensors(self, copy: bool) -> dict:
+        """Rank 0: every tensor by HF name in CPU memory; {} on other ranks. A ZeRO-3 tensor is released at the next
+        step, so it is always copied (one at a time); without `copy`, ZeRO-2's on a CPU device are the live
+        parameters themselves (views into DeepSpeed's flat buffer: use them at once, never send them through Ray)."""
+        if self.rank != 0 and not self.zero3:
+            return {}
+        tensors = {}
+        for name, tensor in self._full_tensors():
+            if self.rank == 0:
+                tensors[name] = tensor.to("cpu", copy=copy or self.zero3)
         return tensors
 
+    def state_dict(self) -> dict:
+        """Rank 0: a CPU copy of the parameters by HF name, each storage once (a tied lm_head is left out, as vLLM
+        ties it itself); {} on other ranks."""
+        return self._rank0_tensors(copy=True)
+
     def weights_digest(self) -> str:
-        """sha256 of every parameter's bytes: equal digests mean bit-identical models."""
+        """sha256 of every parameter's bytes: equal digests mean bit-identical models. Every rank returns it."""
         import hashlib
 
         digest = hashlib.sha256()
-        for name, tensor in self.state_dict().items():
+        for name, tensor in self._full_tensors():
             digest.update(name.encode())
             digest.update(tensor.float().cpu().numpy().tobytes())
         return digest.hexdigest()
@@ -259,25 +270,32 @@ class LearnerActor:
         return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)
 
     def parameter_sum(self, name: str) -> float:
-        return float(self.state_dict()[name].double().sum())
+        total = None
+        for tensor_name, tensor in self._full_tensors():
+            if tensor_name == name:
+                total = float(tensor.double().sum())
+        if total is None:
+            raise KeyError(name)
+        return total
 
     def scale_parameter(self, name: str, factor: float) -> None:
-        """Multiply one parameter in place: a known, visible weight change for sync checks."""
+        """Multiply one parameter (plain HF name, no LoRA) in place: a known, visible weight change for sync checks.
+        Under ZeRO-3 every rank calls it; rank 0's change reaches every partition."""
         import torch
 
-        with torch.no_grad():
-            self.state_dict()[name].mul_(factor)
+        param = dict(self.engine.module.named_parameters())[name]
+        with torch.no_grad(), distributed.gathered([param], self.zero3, modifier_rank=0):
+            if self.rank == 0 or not self.zero3:
+                param.data.mul_(factor)
 
     def weight_names(self) -> list[str]:
-        return list(self.state_dict())
+        return [name for name, _ in self._full_tensors()]
 
     def pack_weights(self) -> bytes:
         """CPU sync, update step: the whole model as one safetensors payload (from rank 0; b"" elsewhere)."""
         from tao_ray import weight_sync
 
-        if self.rank != 0 and self.training["zero_stage"] < 3:
-            return b""
-        state = self.state_dict()
+        state = self._rank0_tensors(copy=False)  # packed at once: ZeRO-2 needs no copy first
         return weight_sync.pack(state) if self.rank == 0 else b""
 
     def pack_adapter(self) -> dict[str, bytes]:
@@ -299,30 +317,36 @@ class LearnerActor:
     def broadcast_metadata(self) -> list[tuple[str, str, tuple[int, ...]]]:
         from tao_ray import weight_sync
 
-        return [(m.name, m.dtype, m.shape) for m in weight_sync.metadata(self.state_dict())]
+        return [(m.name, m.dtype, m.shape) for m in weight_sync.metadata(self._full_tensors())]
 
     def broadcast_weights(self) -> None:
-        """CUDA sync, update step (GPU only): rank 0 broadcasts; the generators receive in metadata order."""
+        """CUDA sync, update step (GPU only): rank 0 broadcasts each tensor as it is read (under ZeRO-3, as soon as
+        it is gathered, then released); the generators receive in metadata order, which is the same walk."""
         from tao_ray import weight_sync
 
-        if self.rank != 0 and self.training["zero_stage"] < 3:
-            return
-        state = self.state_dict()
         if self.rank == 0:
-            weight_sync.broadcast(self.sync_channel, state)
+            weight_sync.broadcast(self.sync_channel, self._full_tensors())
+        elif self.zero3:
+            for _ in self._full_tensors():  # take part in every gather
+                pass
 
     def save_model(self, directory: str) -> None:
         """Write the policy as an HF directory from rank 0 (the caller renames it into place atomically).
         With LoRA, the directory holds the merged weights (what serving needs) and `adapter/` the adapter alone."""
-        if self.rank != 0 and self.training["zero_stage"] < 3:
-            return
-        state = self.state_dict()
-        if self.rank != 0:
-            return
-        model = self.engine.module.get_base_model() if self.lora else self.engine.module
-        model.save_pretrained(directory, state_dict=state, safe_serialization=True)
-        if self.lora:
-            self.engine.module.save_pretrained(f"{directory}/adapter")
+        state = self._rank0_tensors(copy=False)  # written at once: ZeRO-2 needs no copy first
+        if self.rank == 0:
+            model = self.engine.module.get_base_model() if self.lora else self.engine.module
+            model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        if self.lora and (self.rank == 0 or self.zero3):
+            from peft import get_peft_model_state_dict
+
+            # peft saves the adapter (and, when an embedding is a LoRA target, that embedding) from the live
+            # parameters: under ZeRO-3 exactly those are gathered, at once (a few MB, plus at most the embedding).
+            module = self.engine.module
+            saved = get_peft_model_state_dict(module, module.state_dict(keep_vars=True)) if self.zero3 else {}
+            with distributed.gathered(list(saved.values()), self.zero3):
+                if self.rank == 0:
+                    module.save_pretrained(f"{directory}/adapter")
 
     def save_state(self, directory: str) -> None:
         """DeepSpeed state for resume: weights, this rank's optimizer partition and its torch RNG state (dropout,

@@ -119,6 +119,38 @@ def test_zero3_partitions_policy_and_reference_from_loading_on(ray_cluster, mode
         ray.kill(learner)
 
 
+def test_zero3_streams_the_same_weights_as_zero2_one_module_at_a_time(ray_cluster, model_dir, tmp_path):
+    """ZeRO-3 reads its weights out one module at a time (a 70B model gathered whole is 141 GB on every rank), and
+    what comes out is bit for bit what ZeRO-2 gives: digests, rank 0's state dict, the sync payload and the saved
+    checkpoint. Ranks other than 0 take part in the gathers and keep nothing."""
+    (zero2,) = start_learners(model_dir, 1, training_section(zero_stage=2))
+    zero3 = start_learners(model_dir, 2, training_section(zero_stage=3))
+    everyone = [zero2, *zero3]
+    embedding = "model.embed_tokens.weight"  # partitioned under ZeRO-3: the change must reach every partition
+    ray.get([learner.scale_parameter.remote(embedding, 1.5) for learner in everyone])
+    digests = ray.get([learner.weights_digest.remote() for learner in everyone])
+    assert digests[0] == digests[1] == digests[2]
+    reference, *states = ray.get([learner.state_dict.remote() for learner in everyone])
+    assert states[1] == {}
+    assert list(states[0]) == list(reference) and "lm_head.weight" not in reference  # tied: vLLM ties it itself
+    assert all(torch.equal(states[0][name], reference[name]) for name in reference)
+    assert not torch.equal(reference[embedding], load_file(f"{model_dir}/model.safetensors")[embedding])
+    del states  # the payloads below are as large again; 2 shared cores, little memory
+    payload, *payloads = ray.get([learner.pack_weights.remote() for learner in everyone])
+    assert payloads == [payload, b""]
+    del payload, payloads
+    # The largest module is the embedding, 28.3M of the 134.5M elements; gathering all at once would be all 134.5M.
+    full = sum(t.numel() for t in reference.values())
+    peaks = ray.get([learner.streaming_peak.remote() for learner in zero3])
+    assert all(peak < 0.25 * full for peak in peaks), (peaks, full)
+    ray.get([learner.save_model.remote(str(tmp_path / "model")) for learner in zero3])
+    saved = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert saved.keys() == reference.keys()
+    assert all(torch.equal(saved[name], reference[name]) for name in reference)
+    for learner in everyone:
+        ray.kill(learner)
+
+
 @pytest.mark.parametrize("algorithm", ["dpo", "rft"])
 def test_dpo_and_rft_steps_lower_their_own_loss(generator, model_dir, algorithm):
     from tao_ray.batch import build_best_of_n_batch, build_preference_batch
@@ -160,6 +192,36 @@ def test_lora_trains_adapters_only_and_merged_sync_is_exact(generator, model_dir
     assert ray.get(generator.parameter_sum.remote(embedding)) == merged_sum
     ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
     ray.kill(learner)
+
+
+def test_zero3_lora_merges_one_layer_at_a_time(ray_cluster, model_dir, tmp_path):
+    """ZeRO-3 with merged LoRA: each LoRA layer is gathered whole (base weight and adapter) and merged on its own.
+    The saved merged weights equal peft's own merge of the saved adapter into the base model, and the sync payload
+    carries exactly those weights."""
+    from peft import PeftModel
+    from safetensors.torch import load
+    from transformers import AutoModelForCausalLM
+
+    config = training_section(lr=1e-3, zero_stage=3, lora=lora(target_modules="embed_tokens,q_proj,v_proj",
+                                                                sync="merged"))
+    learners = start_learners(model_dir, 2, config)
+    batch = RolloutBatch(prompt_token_ids=[[1, 504, 3458], [1, 2114]], response_token_ids=[[28, 253], [9, 11, 2]],
+                         rewards=[0.0, 1.0], advantages=[-1.0, 1.0], group_ids=[0, 0])
+    ray.get([learner.train.remote(batch.shard(rank, 2), 1) for rank, learner in enumerate(learners)])
+    ray.get([learner.save_model.remote(str(tmp_path / "model")) for learner in learners])
+    payloads = ray.get([learner.pack_weights.remote() for learner in learners])
+    peaks = ray.get([learner.streaming_peak.remote() for learner in learners])
+    for learner in learners:
+        ray.kill(learner)
+    saved = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert payloads[1] == b"" and load(payloads[0]).keys() == saved.keys()
+    assert all(torch.equal(t, saved[name]) for name, t in load(payloads[0]).items())
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    embedding = "model.embed_tokens.weight"
+    assert not torch.equal(saved[embedding], base.state_dict()[embedding])  # the adapter moved, and was merged
+    expected = PeftModel.from_pretrained(base, str(tmp_path / "model" / "adapter")).merge_and_unload().state_dict()
+    assert all(torch.equal(saved[name], expected[name]) for name in saved)
+    assert all(peak < 0.25 * sum(t.numel() for t in saved.values()) for peak in peaks)  # one layer, not the model
 
 
 def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
