@@ -37,7 +37,7 @@ test: install
 	$(PY) -m pytest tests
 
 test-fast: install
-	$(PY) -m pytest tests/core tests/recipes tests/rewards -q
+	$(PY) -m pytest tests/core tests/recipes tests/cluster tests/rewards -q
 
 lint: install
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools
