@@ -40,7 +40,7 @@ test: install
 	$(PY) -m pytest tests
 
 test-fast: install
-	$(PY) -m pytest tests/core tests/recipes tests/rewards tests/report -q
+	$(PY) -m pytest tests/core tests/recipes tests/cluster tests/rewards tests/report -q
 
 lint: install
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools

@@ -9,6 +9,7 @@ their children (vLLM engine processes included), leaving any other Ray on the ma
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -46,8 +47,11 @@ class LocalCluster:
                        capture_output=True, text=True, timeout=180)
 
     def start(self) -> LocalCluster:
+        # Every port free: another Ray's head on the machine holds the defaults (the dashboard agent's 52365
+        # among them; without its agent a head answers every job submission "No available agent").
         self._local("start", "--num-cpus", str(self.cpus), "--resources", '{"node_0": 1}', "--temp-dir",
-                    str(self.root / "ray"), "--ray-client-server-port", str(free_port()))
+                    str(self.root / "ray"), "--ray-client-server-port", str(free_port()),
+                    "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()))
         head = f"{socket.gethostbyname(socket.gethostname())}:{self.port}"
         for node in range(1, self.nodes):
             self._local("join", head, "--num-cpus", str(self.cpus), "--resources", f'{{"node_{node}": 1}}',
@@ -74,22 +78,30 @@ class LocalCluster:
                               timeout=timeout_s)
 
     def stop(self) -> None:
-        import psutil
+        kill_cluster(self.root, self.port)
 
-        mine = str(self.root)
-        found = []
-        for process in psutil.process_iter(["cmdline"]):
-            try:
-                if any(mine in part for part in process.info["cmdline"] or []):
-                    found.append(process)
-                    found.extend(process.children(recursive=True))
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        for process in found:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(found, timeout=30)
-        shutil.rmtree(self.root, ignore_errors=True)
 
+def kill_cluster(root: Path, gcs_port: int | None = None) -> None:
+    """Kill every process of the cluster whose temporary directory is under `root`, and their children (vLLM
+    engine processes included); with `gcs_port`, also the head's Ray client server, whose command line names only
+    the GCS address. Any other Ray on the machine is left alone. Then delete `root`."""
+    import psutil
+
+    mine = str(root)
+    address = re.compile(rf"address=\S*:{gcs_port}$") if gcs_port else None
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = process.info["cmdline"] or []
+            if any(mine in part or (address and address.search(part)) for part in cmdline):
+                found.append(process)
+                found.extend(process.children(recursive=True))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for process in found:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(found, timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
