@@ -25,7 +25,7 @@ from tao_ray.batch import (
     build_rollout_batch,
 )
 from tao_ray.config import Recipe
-from tao_ray.core import data_parallel, diversity, selection
+from tao_ray.core import data_parallel, diversity, perf, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.errors import TaoError
@@ -106,6 +106,7 @@ class TaoDriver:
                                                   placement=self.reservation, role="eval_scorer", log_dir=logs)
                              if own_eval_scorers else self.scorers)
         self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, logs)
+        summary["learner"] = ray.get(self.learners[0].describe.remote(), timeout=self.supervisor.timeout("control"))
         try:
             engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
                                timeout=self.supervisor.timeout("startup"))
@@ -259,8 +260,12 @@ class TaoDriver:
             self.tracker.stage("no group carried signal this iteration (all samples scored alike): no update")
             return {}
         step = learning.plan(batch, len(self.learners), self.recipe.training)
-        return data_parallel.merge_metrics(self.supervisor.on_learners(self.learners, lambda learner, rank: (
+        metrics = data_parallel.merge_metrics(self.supervisor.on_learners(self.learners, lambda learner, rank: (
             learner.train.remote(step.shards[rank], step.micro_batches, step.denominators)), "train"))
+        learner = self.tracker.summary["learner"]
+        metrics["mfu"] = perf.mfu(learner["parameters"], sum(batch.lengths()), metrics["seconds"], learner["device"],
+                                  len(self.learners), with_reference=self.recipe.training.algorithm != "rft")
+        return metrics
 
     def sync_weights(self, version: int) -> float:
         """Send the new weights to every generator as policy `version`. When the sync fails, a dead learner rank

@@ -168,6 +168,7 @@ def wandb_metrics(row: dict[str, Any]) -> dict[str, float]:
     train = row.get("train") or {}
     if train.get("tokens") and train.get("seconds"):
         put("perf/learner_tokens_per_s", train["tokens"] / train["seconds"])
+    put("perf/mfu", train.get("mfu"))  # on GPUs with a known peak (core/perf.py); None on CPUs
     put("sync/seconds", row.get("weight_sync_s"))
     put("sync/receive_seconds", row.get("weight_receive_s"))
     return metrics

@@ -266,6 +266,14 @@ class LearnerActor:
             digest.update(tensor.float().cpu().numpy().tobytes())
         return digest.hexdigest()
 
+    def describe(self) -> dict:
+        """The model's parameter count (whole, also under ZeRO-3) and this rank's device: what MFU needs."""
+        import torch
+
+        parameters = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
+        device = torch.cuda.get_device_name(self.torch_device) if self.device == "cuda" else "cpu"
+        return {"parameters": int(parameters), "device": device}
+
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)
 
