@@ -27,8 +27,9 @@ def model_dir():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    # Logical CPUs: generator 1 + learners 3 x 1; the machine has 2 cores, actors mostly take turns.
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="warning")
+    # Logical CPUs: the session's generator and learner, plus up to 3 more learner ranks and a judge or generator a
+    # test starts; the machine has 2 cores, actors mostly take turns. Too few would leave an actor pending forever.
+    ray.init(num_cpus=8, include_dashboard=False, logging_level="warning")
     yield
     ray.shutdown()
 
@@ -44,8 +45,9 @@ def generator(ray_cluster, model_dir):
 def start_learners(model_dir, world_size, training=TRAINING):
     cls = ray.remote(num_cpus=1)(LearnerActor)
     learners = [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1) for rank in range(world_size)]
-    address, port = ray.get(learners[0].rendezvous_address.remote())
-    ray.get([learner.setup.remote(address, port) for learner in learners])
+    # A deadline: an actor that cannot be placed fails the test instead of hanging the suite.
+    address, port = ray.get(learners[0].rendezvous_address.remote(), timeout=600)
+    ray.get([learner.setup.remote(address, port) for learner in learners], timeout=600)
     return learners
 
 
