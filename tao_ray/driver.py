@@ -141,6 +141,7 @@ class TaoDriver:
     def iterate(self, iteration: int) -> str | None:
         """One TAO iteration; returns why the run should stop now, if it should."""
         self.supervisor.iteration = iteration
+        self.tracker.iteration_begins()
         timing: dict[str, float] = {}
         batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
         prompts = [self.inputs.train[i] for i in batch_indices]

@@ -122,10 +122,12 @@ class Tracker:
         left = f"eta {format_duration(eta)}" if eta is not None else "eta -"
         self.stage(f"iter {iteration}/{iterations} {stage:<10} {seconds:6.1f}s  {note:<36} {left}")
 
+    def iteration_begins(self) -> None:
+        self.iteration_started = time.perf_counter()
+
     def iteration_done(self, iteration: int) -> None:
-        now = time.perf_counter()
-        self.iteration_seconds.append(now - self.iteration_started)
-        self.iteration_started = now
+        """Start-up and the base model's evaluation are not iterations: the ETA counts from iteration_begins."""
+        self.iteration_seconds.append(time.perf_counter() - self.iteration_started)
 
     def flush(self) -> None:
         write_json_atomic(self.run_dir / "summary.json", self.summary)
