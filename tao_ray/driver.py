@@ -78,10 +78,9 @@ class TaoDriver:
                                recipe.logging.wandb_project, summary["config"], resume=self.resume)
         summary["restarts"] = self.previous.get("restarts") or {"generator": [], "scorer": [], "learner": []}
         self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
-        self.logs = None if self.actor_logs else self.run_dir / "logs"
+        self.logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
         started = time.perf_counter()
         self.started_ray = launch.init_ray(recipe, self.actor_logs)
-        logs = self.logs  # one file per actor (actors/logs.py), unless --actor-logs
         eval_reward = recipe.eval.reward or recipe.scoring.reward
         judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward else 0
         # Held-out answers are scored raw, so the training scorers serve the evaluation unless its reward differs.
@@ -95,17 +94,17 @@ class TaoDriver:
                            "learner rank(s)")
         storage.check_shared(self.run_dir, self.reservation.nodes(("learner", "generator")))
         started = time.perf_counter()
-        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation, logs)
-        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation, logs)
+        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation, self.logs)
+        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation, self.logs)
                        if judges else [])
         normalize = recipe.scoring.normalize == "group"
         paths = self.inputs.scoring_paths
         self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths,
-                                            self.reservation, log_dir=logs)
+                                            self.reservation, log_dir=self.logs)
         self.eval_scorers = (launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths,
-                                                  placement=self.reservation, role="eval_scorer", log_dir=logs)
+                                                  placement=self.reservation, role="eval_scorer", log_dir=self.logs)
                              if own_eval_scorers else self.scorers)
-        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, logs)
+        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, self.logs)
         summary["learner"] = ray.get(self.learners[0].describe.remote(), timeout=self.supervisor.timeout("control"))
         try:
             engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
@@ -204,8 +203,7 @@ class TaoDriver:
         shards = split_evenly(indexed, len(self.generators))
         adaptive = plan is not None and plan.strategy == "adaptive"
 
-        def call(generator, shard):
-            k = shards.index(shard)
+        def call(k, generator, shard):
             return generator.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens, plan,
                                              self.scorers[k % len(self.scorers)] if adaptive else None,
                                              [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
@@ -229,7 +227,7 @@ class TaoDriver:
         pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
         shards = split_evenly(pairs, len(scorers))
         parts = self.supervisor.on_scorers(
-            scorers, shards, lambda scorer, shard: scorer.score.remote([r for r, _ in shard], [t for _, t in shard]),
+            scorers, shards, lambda _, scorer, shard: scorer.score.remote([r for r, _ in shard], [t for _, t in shard]),
             "eval_scorer" if scorers is self.eval_scorers and scorers is not self.scorers else "scorer")
         results = [parts[k] for k in sorted(parts)]
         fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])

@@ -1,7 +1,7 @@
 """One data-parallel learner step, as the driver takes it: shard the batch over the ranks, plan the micro-batches,
 train every rank at once, merge their metrics.
 
-In: the learner actors (or their count), the iteration's RolloutBatch and the training section. Out: each rank's
+In: the iteration's RolloutBatch, the learner count and the training section. Out: each rank's
 call arguments (`plan`), then the step's metrics (`data_parallel.merge_metrics`).
 """
 
@@ -32,12 +32,3 @@ def plan(batch: RolloutBatch, ranks: int, training) -> StepPlan:
     return StepPlan(shards, micro_batches, data_parallel.rank_denominators(tokens, len(batch), len(batch) // 2,
                                                                            ranks))
 
-
-def train_step(learners: list, batch: RolloutBatch, training) -> dict[str, float | None]:
-    """The whole step with plain `ray.get` (the driver goes through its supervisor instead)."""
-    import ray
-
-    step = plan(batch, len(learners), training)
-    return data_parallel.merge_metrics(ray.get([
-        learner.train.remote(step.shards[rank], step.micro_batches, step.denominators)
-        for rank, learner in enumerate(learners)]))

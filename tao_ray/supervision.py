@@ -68,62 +68,67 @@ class Supervisor:
             sync.refit([generator], version, self.timeout("sync"))
         return time.perf_counter() - started
 
-    def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:
-        generator = generators[k]
+    def bring_back(self, role: str, k: int, actor, failure: faults.Failure) -> float:
+        """Wait until Ray has restarted a dead actor (a hung one is killed first: handled like a dead one); returns
+        the seconds it took. One that cannot come back stops the run with one line naming it."""
         started = time.perf_counter()
         if failure.timed_out:
-            ray.kill(generator, no_restart=False)  # a hung engine is handled like a dead one
-        node, processes = self.engine_processes.pop(k, (None, []))
-        if node is not None:
-            faults.kill_orphans(node, processes)
-        dead = faults.wait_until_back(generator.ready.remote, self.timeout("startup"))
+            ray.kill(actor, no_restart=False)
+        dead = faults.wait_until_back(actor.ready.remote, self.timeout("startup"))
         if dead is not None:
-            raise TaoError(f"generator {k} {failure.cause} in iteration {self.iteration} and could not be restarted "
-                           f"({dead.cause}): resources.max_actor_restarts ({self.resources.max_actor_restarts}) "
-                           "is used up or its node is gone")
-        restart_s = time.perf_counter() - started
+            raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration} and could not be "
+                           f"restarted ({dead.cause}): resources.max_actor_restarts "
+                           f"({self.resources.max_actor_restarts}) is used up or its node is gone")
+        return time.perf_counter() - started
+
+    def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:
+        generator = generators[k]
+        node, processes = self.engine_processes.pop(k, (None, []))
+        if node is not None:  # an engine outlives its SIGKILLed actor; on a GPU it holds the replacement's memory
+            faults.kill_orphans(node, processes)
+        restart_s = self.bring_back("generator", k, generator, failure)
         self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
         self.record("generator", k, failure.cause, failure.detect_s, restart_s,
                     self._refit(generator, sync, version))
 
-    def on_generators(self, generators: list, shards: list, call: Callable[[Any, Any], Any], stage: str, sync,
-                      version: int) -> dict[int, Any]:
-        """call(generator, shard) for every non-empty shard; a generator that dies or hangs is restarted, refitted
-        to `version` and sent its shard again, so the stage returns every shard's result."""
+    def _every_shard(self, actors: list, shards: list, call: Callable[[int, Any, Any], Any], stage: str,
+                     recover: Callable[[int, faults.Failure], None],
+                     before: Callable[[], None] | None = None) -> dict[int, Any]:
+        """call(k, actor k, shard k) for every non-empty shard, recovering failed actors and sending their shards
+        again until every shard has a result."""
         todo = {k: shard for k, shard in enumerate(shards) if shard}
         results: dict[int, Any] = {}
         while todo:
-            self.make_current(generators, sync, version)
-            done, failures = faults.gather({k: call(generators[k], shard) for k, shard in todo.items()},
+            if before is not None:
+                before()
+            done, failures = faults.gather({k: call(k, actors[k], shard) for k, shard in todo.items()},
                                            self.timeout(stage))
             results.update(done)
             for k, failure in failures.items():
-                self.restart_generator(k, generators, sync, version, failure)
+                recover(k, failure)
             todo = {k: todo[k] for k in failures}
         return results
+
+    def on_generators(self, generators: list, shards: list, call: Callable[[int, Any, Any], Any], stage: str, sync,
+                      version: int) -> dict[int, Any]:
+        """Every shard's result; a generator that dies or hangs is restarted, refitted to `version` and sent its
+        shard again, and none samples before it serves `version`."""
+        return self._every_shard(
+            generators, shards, call, stage,
+            recover=lambda k, failure: self.restart_generator(k, generators, sync, version, failure),
+            before=lambda: self.make_current(generators, sync, version))
 
     # ---- scorers --------------------------------------------------------------------------------------------
 
-    def on_scorers(self, scorers: list, shards: list, call: Callable[[Any, Any], Any], role: str) -> dict[int, Any]:
-        """call(scorer, shard) for every non-empty shard; a scorer that dies or hangs is restarted (by Ray, up to
+    def on_scorers(self, scorers: list, shards: list, call: Callable[[int, Any, Any], Any], role: str
+                   ) -> dict[int, Any]:
+        """Every shard's result; a scorer that dies or hangs is restarted (by Ray, up to
         resources.max_actor_restarts) and its batch sent again; one that keeps dying stops the run."""
-        todo = {k: shard for k, shard in enumerate(shards) if shard}
-        results: dict[int, Any] = {}
-        while todo:
-            done, failures = faults.gather({k: call(scorers[k], shard) for k, shard in todo.items()},
-                                           self.timeout("score"))
-            results.update(done)
-            for k, failure in failures.items():
-                started = time.perf_counter()
-                if failure.timed_out:
-                    ray.kill(scorers[k], no_restart=False)
-                dead = faults.wait_until_back(scorers[k].ready.remote, self.timeout("startup"))
-                if dead is not None:
-                    raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration}, after "
-                                   f"resources.max_actor_restarts ({self.resources.max_actor_restarts}) restarts")
-                self.record(role, k, failure.cause, failure.detect_s, time.perf_counter() - started, 0.0)
-            todo = {k: todo[k] for k in failures}
-        return results
+
+        def recover(k: int, failure: faults.Failure) -> None:
+            self.record(role, k, failure.cause, failure.detect_s, self.bring_back(role, k, scorers[k], failure), 0.0)
+
+        return self._every_shard(scorers, shards, call, "score", recover)
 
     # ---- learners -------------------------------------------------------------------------------------------
 

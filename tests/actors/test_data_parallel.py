@@ -16,7 +16,8 @@ import torch
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
 from tao_ray.config import LoraSection, TrainingSection
-from tao_ray.learning import train_step
+from tao_ray.core.data_parallel import merge_metrics
+from tao_ray.learning import plan
 
 from .conftest import training_section
 
@@ -76,7 +77,10 @@ def start(model_dir: str, world_size: int, training: dict) -> list:
 
 def step(learners: list, batch, training: dict) -> dict:
     """One optimizer step the way the driver takes it: sharding, micro-batch plan, metric merge."""
-    return train_step(learners, batch, TrainingSection(**{**training, "lora": LoraSection()}))
+    step_plan = plan(batch, len(learners), TrainingSection(**{**training, "lora": LoraSection()}))
+    return merge_metrics(ray.get([
+        learner.train.remote(step_plan.shards[rank], step_plan.micro_batches, step_plan.denominators)
+        for rank, learner in enumerate(learners)]))
 
 
 def difference(one: list, two: list, before: dict) -> tuple[float, float]:
