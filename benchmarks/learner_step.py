@@ -1,7 +1,12 @@
-"""Learner step time on the demo model: one DeepSpeed GRPO step over a fixed synthetic batch, per configuration,
-each in a fresh process so allocator settings apply from start-up. Prints JSON with medians and the hardware.
+"""Learner throughput on the demo model against the machine's practical limit, in each compute dtype.
 
-    python -m benchmarks.learner_step [--repeats 3] [--samples 32]
+The limit is a bare PyTorch loop over the same packed micro-batches: forward (logits of the response positions
+only), log-softmax gather, backward; no reference, no optimizer step, no DeepSpeed. The learner runs one full GRPO
+step (DeepSpeed ZeRO-2 engine, AdamW step) over the same batch, with kl_coef 0 (no reference) and 0.02 (reference
+forward too). Every configuration runs in a fresh process, one after another; medians of --repeats after one
+warm-up. Prints JSON and writes benchmarks/results-learner-step-cpu.json.
+
+    python -m benchmarks.learner_step [--repeats 3] [--samples 64]
 """
 
 from __future__ import annotations
@@ -12,61 +17,118 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
-# Configurations compared in the same run; the first is the baseline.
-CONFIGS = {
-    "glibc-default": {},
-    # Large tensors (logits) are freed and reallocated every micro-batch; by default glibc returns them to the OS
-    # with munmap, and the next allocation page-faults them back in (high system time). Keeping them cached:
-    "glibc-no-trim": {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31),
-                      "MALLOC_TOP_PAD_": str(2**28)},
-}
+RESULTS = Path(__file__).with_name("results-learner-step-cpu.json")
+# (name, runner, compute dtype, kl_coef); the bare loop of the same dtype is each learner row's baseline.
+CONFIGS = [
+    ("bare-float32", "bare", "float32", 0.0),
+    ("learner-float32-kl0", "learner", "float32", 0.0),
+    ("learner-float32-kl0.02", "learner", "float32", 0.02),
+    ("bare-bfloat16", "bare", "bfloat16", 0.0),
+    ("learner-bfloat16-kl0", "learner", "bfloat16", 0.0),
+    ("learner-bfloat16-kl0.02", "learner", "bfloat16", 0.02),
+]
+MICRO_BATCH = 16
 
 
-def one_run(samples: int, repeats: int) -> list[float]:
+def synthetic_batch(samples: int):
+    """Demo-like rows: 16-token-apart prompt lengths around 45, responses of 20 to 64 tokens, +-1 advantages."""
     import torch
 
-    from tao_ray.actors.learner import LearnerActor
     from tao_ray.batch import RolloutBatch
+
+    rng = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(100, 40000, (int(torch.randint(35, 55, (1,), generator=rng)),),
+                             generator=rng).tolist() for _ in range(samples)]
+    responses = [torch.randint(100, 40000, (int(torch.randint(20, 65, (1,), generator=rng)),),
+                               generator=rng).tolist() for _ in range(samples)]
+    return RolloutBatch(prompts, responses, [0.0] * samples, [(-1.0) ** i for i in range(samples)],
+                        [i // 4 for i in range(samples)])
+
+
+def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tao_ray.core import microbatch
+    from tao_ray.core.losses import token_logprobs
+    from tao_ray.core.sequences import pack
     from tao_ray.demo_model import materialize
 
-    training = dict(lr=1e-6, weight_decay=0.0, micro_batch_size=8, max_grad_norm=1.0, zero_stage=2, epochs=1,
-                    gradient_checkpointing=False, seed=0, clip_eps=0.2, kl_coef=0.02, loss_aggregation="token")
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = AutoModelForCausalLM.from_pretrained(str(materialize()), dtype=torch.float32).train()
+    chunks = microbatch.split(batch.lengths(), -(-len(batch) // MICRO_BATCH), 1)
+    packed = [pack([batch.prompt_token_ids[j] for j in c], [batch.response_token_ids[j] for j in c], 0)
+              for c in chunks]
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        for p in packed:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+                logits = model(input_ids=p.input_ids_BS, attention_mask=p.attention_mask_BS,
+                               position_ids=p.position_ids_BS, logits_to_keep=p.logits_to_keep,
+                               use_cache=False).logits
+                logprobs = token_logprobs(logits[:, :-1], p.response_ids_BR)
+            (-(logprobs * p.response_mask_BR).sum() / p.response_mask_BR.sum()).backward()
+        model.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return times[1:]
+
+
+def learner_step(batch, dtype: str, kl_coef: float, repeats: int) -> list[float]:
+    import dataclasses
+
+    from tao_ray.actors.learner import LearnerActor
+    from tao_ray.config import TrainingSection
+    from tao_ray.demo_model import materialize
+
+    training = dataclasses.replace(TrainingSection(), lr=1e-6, micro_batch_size=MICRO_BATCH, kl_coef=kl_coef,
+                                   compute_dtype=dtype)
     learner = LearnerActor(str(materialize()), "float32", training, "cpu", 0, 1, os.cpu_count() or 1)
     learner.setup("127.0.0.1", 29000 + os.getpid() % 1000)
-    rng = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(100, 40000, (60,), generator=rng).tolist() for _ in range(samples)]
-    responses = [torch.randint(100, 40000, (int(torch.randint(20, 96, (1,), generator=rng)),),
-                               generator=rng).tolist() for _ in range(samples)]
-    batch = RolloutBatch(prompts, responses, [0.0] * samples, [(-1.0) ** i for i in range(samples)],
-                         list(range(samples)))
-    micro = -(-samples // training["micro_batch_size"])
-    return [learner.train(batch, micro)["seconds"] for _ in range(repeats)]
+    micro = -(-len(batch) // MICRO_BATCH)
+    return [learner.train(batch, micro)["seconds"] for _ in range(repeats + 1)][1:]
+
+
+def child(name: str, samples: int, repeats: int) -> list[float]:
+    _, runner, dtype, kl_coef = next(c for c in CONFIGS if c[0] == name)
+    batch = synthetic_batch(samples)
+    return bare_loop(batch, dtype, repeats) if runner == "bare" else learner_step(batch, dtype, kl_coef, repeats)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=32)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--configs", default=",".join(c[0] for c in CONFIGS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(args.samples, args.repeats)))
+        print(json.dumps(child(args.child, args.samples, args.repeats)))
         return
     from tao_ray.tracking import hardware
 
+    tokens = sum(synthetic_batch(args.samples).lengths())
     results = {}
-    for name, env in CONFIGS.items():
-        out = subprocess.run([sys.executable, "-m", "benchmarks.learner_step", "--child", "--repeats",
+    for name in args.configs.split(","):
+        out = subprocess.run([sys.executable, "-m", "benchmarks.learner_step", "--child", name, "--repeats",
                               str(args.repeats), "--samples", str(args.samples)],
-                             env={**os.environ, **env}, capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env={**os.environ, "DS_ACCELERATOR": "cpu"})
         seconds = json.loads(out.stdout.strip().splitlines()[-1])
-        results[name] = {"env": env, "step_seconds": seconds, "median_s": statistics.median(seconds)}
-    baseline = results["glibc-default"]["median_s"]
-    for result in results.values():
-        result["speedup_vs_baseline"] = baseline / result["median_s"]
-    print(json.dumps({"benchmark": "learner_step", "samples": args.samples, "results": results,
-                      "hardware": hardware()}, indent=2))
+        median = statistics.median(seconds)
+        results[name] = {"step_seconds": seconds, "median_s": median, "tokens_per_s": tokens / median}
+    for name, result in results.items():
+        dtype = next(c[2] for c in CONFIGS if c[0] == name)
+        bare = results.get(f"bare-{dtype}")
+        if bare and not name.startswith("bare"):
+            result["fraction_of_bare_loop"] = result["tokens_per_s"] / bare["tokens_per_s"]
+    report = {"benchmark": "learner_step", "samples": args.samples, "tokens_per_step": tokens,
+              "micro_batch_size": MICRO_BATCH, "repeats": args.repeats, "results": results, "hardware": hardware()}
+    print(json.dumps(report, indent=2))
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

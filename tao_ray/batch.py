@@ -43,6 +43,9 @@ class Generation:
     """Mean pairwise distance between the kept responses (the recipe's generation.distance)."""
     policy_version: int = 0
     """The policy version (iteration whose weights) the engine served when it sampled these."""
+    response_logprobs: list[list[float]] | None = None
+    """G lists: the engine's log-probability of each sampled token, under the sampling temperature (the behaviour
+    policy of an off-policy update); None when the engine did not return them."""
 
     @property
     def tokens_generated(self) -> int:
@@ -63,6 +66,11 @@ class RolloutBatch:
     """N per-sample advantages (every token of a response shares its sample's advantage)."""
     group_ids: list[int] = field(default_factory=list)
     """N prompt indices: which group each sample belongs to."""
+    policy_versions: list[int] = field(default_factory=list)
+    """N policy versions: the weights each sample was drawn with (older than the learner's when run.max_staleness
+    is 1)."""
+    behaviour_logprobs: list[list[float]] = field(default_factory=list)
+    """N lists of the engine's log-probs of the response tokens ([] where the engine gave none)."""
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -76,8 +84,10 @@ class RolloutBatch:
         groups = sorted(set(self.group_ids))
         mine = set(groups[rank::world_size])
         keep = [i for i, g in enumerate(self.group_ids) if g in mine]
-        return RolloutBatch(*([values[i] for i in keep] for values in (
-            self.prompt_token_ids, self.response_token_ids, self.rewards, self.advantages, self.group_ids)))
+        # The per-sample records a caller may leave empty (no versions, no engine log-probs) stay empty.
+        return RolloutBatch(*([values[i] for i in keep] if values else [] for values in (
+            self.prompt_token_ids, self.response_token_ids, self.rewards, self.advantages, self.group_ids,
+            self.policy_versions, self.behaviour_logprobs)))
 
 
 def _append(batch: RolloutBatch, generation: Generation, sample: int, reward: float, advantage: float) -> None:
@@ -86,6 +96,9 @@ def _append(batch: RolloutBatch, generation: Generation, sample: int, reward: fl
     batch.rewards.append(float(reward))
     batch.advantages.append(float(advantage))
     batch.group_ids.append(generation.prompt_index)
+    batch.policy_versions.append(generation.policy_version)
+    batch.behaviour_logprobs.append(list(generation.response_logprobs[sample]) if generation.response_logprobs
+                                    else [])
 
 
 def build_preference_batch(generations: list[Generation], rewards: list[list[float | None]],

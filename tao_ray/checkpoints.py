@@ -7,7 +7,8 @@ Layout of one checkpoint, `runs/<name>/checkpoints/iter-NNNN/`:
 
 Everything is written under `.tmp-iter-NNNN/` and renamed into place last, so a directory named `iter-NNNN` is
 complete by construction: a run killed mid-write leaves only a `.tmp-` directory, which is ignored and replaced.
-Retention: the newest K checkpoints keep everything; the best one keeps its `model/`.
+Retention: the newest K resumable checkpoints keep everything; the best one keeps its `model/`. Between
+run.checkpoint_every iterations a new best is written as `model/` and `driver.json` only (not resumable).
 """
 
 from __future__ import annotations
@@ -88,10 +89,15 @@ def set_aside(run_dir: Path, resume: bool) -> Path | None:
 
 
 def prune(run_dir: Path, keep_last: int, best_iteration: int | None) -> None:
-    """`best_iteration` None: no held-out evaluation has been measured yet, so no checkpoint is kept as the best."""
+    """Keep the newest `keep_last` resumable checkpoints and the best one's model; a model-only checkpoint (a new
+    best between run.checkpoint_every) goes once it is no longer the best. `best_iteration` None: no held-out
+    evaluation has been measured yet, so no checkpoint is kept as the best."""
     every = sorted(p for p in root(run_dir).glob("iter-*") if p.is_dir())
+    keep = set([p for p in every if (p / "learner").is_dir()][-keep_last:])
     best = None if best_iteration is None else checkpoint_dir(run_dir, best_iteration)
-    for path in every[:-keep_last]:
+    for path in every:
+        if path in keep:
+            continue
         if path == best:
             shutil.rmtree(path / "learner", ignore_errors=True)  # the best is kept for its model only
         else:

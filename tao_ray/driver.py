@@ -16,14 +16,21 @@ from typing import Any
 
 import ray
 
-from tao_ray import checkpoints, faults, launch, learning, placement, report, resume, storage, tracking, weight_sync
-from tao_ray.batch import (
-    Generation,
-    RolloutBatch,
-    build_best_of_n_batch,
-    build_preference_batch,
-    build_rollout_batch,
+from tao_ray import (
+    algorithms,
+    checkpoints,
+    faults,
+    launch,
+    learning,
+    pipeline,
+    placement,
+    report,
+    resume,
+    storage,
+    tracking,
+    weight_sync,
 )
+from tao_ray.batch import Generation, RolloutBatch
 from tao_ray.config import Recipe
 from tao_ray.core import data_parallel, diversity, perf, selection
 from tao_ray.data.order import PromptOrder
@@ -60,6 +67,10 @@ class TaoDriver:
         self.started_ray = False
         self.started_at = time.perf_counter()
         self.policy_version = 0  # the iteration whose weights the generators serve (0: the base model)
+        self.next_batch: pipeline.NextBatch | None = None  # drawn ahead of its iteration (pipeline.py)
+        self.background = pipeline.Background()
+        self.pending_checkpoint = None  # (staging dir, iteration, driver state, best) while its files are written
+        self.checkpoint_write_s = None
         self.eval_versions: list[int] = []
 
     # ---- setup -------------------------------------------------------------------------------------------------
@@ -106,6 +117,11 @@ class TaoDriver:
                              if own_eval_scorers else self.scorers)
         self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, self.logs)
         summary["learner"] = ray.get(self.learners[0].describe.remote(), timeout=self.supervisor.timeout("control"))
+        engine = ray.get(self.generators[0].describe.remote(), timeout=self.supervisor.timeout("startup"))
+        # The learner and the engines may compute in different dtypes (model.dtype, training.compute_dtype,
+        # generation.dtype, resolved on their own nodes).
+        summary["dtypes"] = {"weights": summary["learner"]["weights_dtype"],
+                             "learner_compute": summary["learner"]["compute_dtype"], "engine": engine["dtype"]}
         try:
             engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
                                timeout=self.supervisor.timeout("startup"))
@@ -142,28 +158,27 @@ class TaoDriver:
         self.supervisor.iteration = iteration
         self.tracker.iteration_begins()
         timing: dict[str, float] = {}
-        batch_indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
-        prompts = [self.inputs.train[i] for i in batch_indices]
-        with self.timed(timing, "generate", iteration) as note:
-            generations = self.generate(prompts)
-            note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts")
-        with self.timed(timing, "score", iteration) as note:
-            scores = self.score(prompts, generations)
-            scoring = self.scoring_stats(self.scorers)
-            note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
+        prompts, generations, scores, scoring = self.take_batch(iteration, timing)
         self.tracker.log_samples(iteration, tracking.samples_table(prompts, generations, scores.raw))
         batch = self.build_batch(generations, scores)
+        last = iteration == self.recipe.run.iterations
+        if self.recipe.run.max_staleness and not last:
+            self.sample_next_in_background()  # on the weights before this update, while the learner trains
         with self.timed(timing, "train", iteration) as note:
             train_metrics = self.learn(batch)
             note.append(f"{len(batch)} samples")
+            if self.next_batch is not None:
+                self.next_batch.settle()
         with self.timed(timing, "sync", iteration) as note:
             receive_s = self.sync_weights(iteration)
             note.append(f"policy version {iteration} to {len(self.generators)} generator(s)")
         heldout_scores = None
-        if iteration % self.recipe.eval.every == 0 or iteration == self.recipe.run.iterations:
+        if iteration % self.recipe.eval.every == 0 or last:
             with self.timed(timing, "eval", iteration) as note:
-                heldout_scores = self.evaluate()
-                note.append(f"{len(heldout_scores)} held-out prompts")
+                # On-policy, the next batch is drawn on these same weights: in the evaluation's engine calls.
+                heldout_scores = self.evaluate(with_next_batch=not last and self.next_batch is None)
+                note.append(f"{len(heldout_scores)} held-out prompts"
+                            + (", with the next batch's samples" if self.next_batch is not None else ""))
         with self.timed(timing, "checkpoint", iteration):
             self.checkpoint(iteration, self.heldout_mean(heldout_scores))
         self.tracker.iteration_done(iteration)
@@ -177,8 +192,10 @@ class TaoDriver:
             "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
             "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
             "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
+            "sampled_ahead_s": timing.pop("sampled_ahead", None),
+            "checkpoint_write_s": self.checkpoint_write_s,
             "scoring": scoring,
-            "prompt_ids": [p.id for p in prompts], "prompt_order": self.order.state(),
+            "prompt_ids": [p.id for p in prompts], "prompt_order": self.order_state(),
             "policy_version": {"samples": sorted({g.policy_version for g in generations}),
                                "heldout": self.eval_versions if heldout_scores is not None else None},
             "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
@@ -193,24 +210,76 @@ class TaoDriver:
 
     # ---- stages ------------------------------------------------------------------------------------------------
 
-    def generate(self, prompts: list[PromptRecord], greedy: bool = False) -> list[Generation]:
+    def take_batch(self, iteration: int, timing: dict[str, float]) -> tuple[list[PromptRecord], list[Generation],
+                                                                             Scores, dict[str, Any]]:
+        """This iteration's prompts, samples and scores: drawn now, or already (pipeline.py)."""
+        ahead, self.next_batch = self.next_batch, None
+        if ahead is None:
+            prompts = self.take_next_prompts()[0]
+        else:
+            prompts = ahead.prompts
+            generations, scores, scoring, timing["sampled_ahead"] = ahead.result()
+        with self.timed(timing, "generate", iteration) as note:
+            if ahead is None:
+                generations = self.generate(prompts)
+            note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts"
+                        + ("" if ahead is None else " (drawn ahead)"))
+        if ahead is None or scores is None:
+            with self.timed(timing, "score", iteration) as note:
+                scores, scoring = self.score(prompts, generations), self.scoring_stats(self.scorers)
+                note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
+        else:
+            timing["score"] = 0.0
+        return prompts, generations, scores, scoring
+
+    def take_next_prompts(self) -> tuple[list[PromptRecord], dict[str, Any]]:
+        before = self.order.state()
+        indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
+        return [self.inputs.train[i] for i in indices], before
+
+    def sample_next_in_background(self) -> None:
+        prompts, before = self.take_next_prompts()
+
+        def work():
+            generations = self.generate(prompts)
+            scores = self.score(prompts, generations)
+            return generations, scores, self.scoring_stats(self.scorers)
+
+        self.next_batch = pipeline.NextBatch(prompts, before, future=self.background.submit(work))
+
+    def order_state(self) -> dict[str, Any]:
+        """The prompt order to resume from: before a batch drawn ahead was taken."""
+        return self.next_batch.order_state if self.next_batch is not None else self.order.state()
+
+    def drop_next_batch(self) -> None:
+        if self.next_batch is not None:
+            self.next_batch.settle()
+            self.next_batch = None
+
+    def generate(self, prompts: list[PromptRecord], greedy: bool = False, answer: list[PromptRecord] | None = None):
         """Groups of candidates from every generator. The adaptive strategy scores while it samples, so its
-        Generations arrive with raw and learning scores; the score stage then skips them."""
+        Generations arrive with raw and learning scores; the score stage then skips them. `answer`: prompts also
+        answered greedily in the same engine calls; then (samples, answers) is returned."""
         gen = self.recipe.generation
         n, temperature = (1, 0.0) if greedy else (gen.samples_per_prompt, gen.temperature)
         plan = None if greedy else self.sampling_plan()
-        indexed = [(i, list(p.messages)) for i, p in enumerate(prompts)]
-        shards = split_evenly(indexed, len(self.generators))
+        count = len(self.generators)
+        shards = list(zip(split_evenly(list(enumerate(prompts)), count),
+                          split_evenly(list(enumerate(answer or [])), count), strict=True))
         adaptive = plan is not None and plan.strategy == "adaptive"
 
         def call(k, generator, shard):
-            return generator.generate.remote(shard, n, temperature, gen.top_p, gen.max_tokens, plan,
-                                             self.scorers[k % len(self.scorers)] if adaptive else None,
-                                             [prompts[i].as_dict() for i, _ in shard] if adaptive else None)
+            sample, greedy_prompts = ([(i, list(p.messages)) for i, p in part] for part in shard)
+            return generator.generate_and_answer.remote(
+                sample, n, temperature, gen.top_p, gen.max_tokens, plan,
+                self.scorers[k % len(self.scorers)] if adaptive else None,
+                [p.as_dict() for _, p in shard[0]] if adaptive else None, greedy_prompts)
 
-        parts = self.supervisor.on_generators(self.generators, shards, call, "eval" if greedy else "generate",
-                                              self.sync, self.policy_version)
-        return [generation for k in sorted(parts) for generation in parts[k]]
+        parts = self.supervisor.on_generators(self.generators, [s if s[0] or s[1] else None for s in shards], call,
+                                              "eval" if greedy or answer else "generate", self.sync,
+                                              self.policy_version)
+        samples = [generation for k in sorted(parts) for generation in parts[k][0]]
+        return samples if answer is None else (samples, [g for k in sorted(parts) for g in parts[k][1]])
 
     def sampling_plan(self) -> SamplingPlan:
         gen = self.recipe.generation
@@ -247,12 +316,7 @@ class TaoDriver:
     def build_batch(self, generations: list[Generation], scores: Scores) -> RolloutBatch:
         """Pairing margins and thresholds compare raw scores; advantages come from learning scores."""
         training = self.recipe.training
-        if training.algorithm == "dpo":
-            return build_preference_batch(generations, scores.raw, training.min_margin)
-        if training.algorithm == "rft":
-            return build_best_of_n_batch(generations, scores.raw, training.min_score)
-        return build_rollout_batch(generations, scores.raw, training.algorithm, training.normalize_std,
-                                   training.skip_flat_groups, learning_rewards=scores.learning)
+        return algorithms.get(training.algorithm).build_batch(generations, scores, training)
 
     def learn(self, batch: RolloutBatch) -> dict[str, float | None]:
         if not len(batch):
@@ -260,10 +324,11 @@ class TaoDriver:
             return {}
         step = learning.plan(batch, len(self.learners), self.recipe.training)
         metrics = data_parallel.merge_metrics(self.supervisor.on_learners(self.learners, lambda learner, rank: (
-            learner.train.remote(step.shards[rank], step.micro_batches, step.denominators)), "train"))
+            learner.train.remote(step.shards[rank], step.micro_batches, step.denominators, self.policy_version)),
+            "train"))
         learner = self.tracker.summary["learner"]
         metrics["mfu"] = perf.mfu(learner["parameters"], sum(batch.lengths()), metrics["seconds"], learner["device"],
-                                  len(self.learners), with_reference=self.recipe.training.algorithm != "rft")
+                                  len(self.learners), with_reference=algorithms.uses_reference(self.recipe.training))
         return metrics
 
     def sync_weights(self, version: int) -> float:
@@ -294,11 +359,17 @@ class TaoDriver:
             sync.init()
         return sync
 
-    def evaluate(self) -> list[float | None]:
+    def evaluate(self, with_next_batch: bool = False) -> list[float | None]:
         """Label-free held-out scores: greedy answers to the held-out prompts, rated by the run's scorer
-        (None where the scorer failed on an answer)."""
+        (None where the scorer failed on an answer). `with_next_batch`: the next iteration's samples are drawn in
+        the same engine calls (pipeline.py)."""
         heldout = self.inputs.heldout
-        generations = self.generate(heldout, greedy=True)
+        if with_next_batch:
+            prompts, before = self.take_next_prompts()
+            samples, generations = self.generate(prompts, answer=heldout)
+            self.next_batch = pipeline.NextBatch(prompts, before, generations=samples)
+        else:
+            generations = self.generate(heldout, greedy=True)
         self.eval_versions = sorted({g.policy_version for g in generations})
         scores = self.score(heldout, generations, self.eval_scorers)
         self.eval_scoring = self.scoring_stats(self.eval_scorers)
@@ -307,14 +378,30 @@ class TaoDriver:
         return [group[0] for group in scores.raw]
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
-        """Save the policy, every rank's optimizer state and the loop's state, atomically; prune old ones."""
+        """Start a checkpoint: every run.checkpoint_every iterations (and the last) the policy, every rank's
+        optimizer state and the loop's state; in between only a new best policy. The learners copy their state
+        and write it in the background while the next iteration runs; the previous checkpoint is completed first
+        (one at a time), and each is renamed into place only once every file is written."""
+        self.complete_checkpoint()
         best, _ = self.best((iteration, heldout))
+        run = self.recipe.run
+        full = iteration % run.checkpoint_every == 0 or iteration == run.iterations
+        if not full and best != iteration:
+            return
         staging = checkpoints.staging_dir(self.run_dir, iteration)
-        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_model.remote(str(staging / "model")),
-                                    "checkpoint")
-        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_state.remote(
-            str(staging / "learner")), "checkpoint")
-        state = {"iteration": iteration, "prompt_order": self.order.state(), "best": best}
+        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_checkpoint.remote(
+            str(staging), full), "checkpoint")
+        state = {"iteration": iteration, "prompt_order": self.order_state(), "best": best}
+        self.pending_checkpoint = (staging, iteration, state, best)
+
+    def complete_checkpoint(self) -> None:
+        """Wait for the pending checkpoint's files, rename it into place and prune older ones."""
+        if self.pending_checkpoint is None:
+            return
+        staging, iteration, state, best = self.pending_checkpoint
+        self.pending_checkpoint = None
+        self.checkpoint_write_s = max(self.supervisor.on_learners(
+            self.learners, lambda learner, _: learner.wait_for_writes.remote(), "checkpoint"))
         checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
         checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, best)
 
@@ -365,6 +452,8 @@ class TaoDriver:
                            f"{len(restarts)} restart(s) of the learners (run.max_restarts); every completed "
                            f"iteration is in {self.run_dir}; continue with: {checkpoints.resume_command(self.recipe)}")
         started = time.perf_counter()
+        self.pending_checkpoint = None  # its writers are gone: the staged files are incomplete
+        self.drop_next_batch()  # the restored prompt order draws it again
         for learner in self.learners:
             ray.kill(learner)  # the survivors are blocked in the broken collective
         self.learners = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.logs)
@@ -459,6 +548,8 @@ class TaoDriver:
         self.tracker.log_iteration(row)
 
     def finish(self, reason: str) -> dict[str, Any]:
+        self.drop_next_batch()
+        self.complete_checkpoint()
         summary = self.tracker.summary
         summary["stopped"] = reason
         self.tracker.flush()
@@ -471,6 +562,12 @@ class TaoDriver:
         return summary
 
     def cleanup(self) -> None:
+        if getattr(self, "pending_checkpoint", None) is not None:
+            try:  # a run stopped by an error still keeps the checkpoint its learners were writing
+                self.complete_checkpoint()
+            except Exception as error:  # noqa: BLE001 - the error that stopped the run is the one to report
+                self.tracker.stage(f"the last checkpoint could not be completed: {faults.describe(error)}")
+        self.background.close()
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.finish()

@@ -71,8 +71,8 @@ def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | No
     lora = recipe.training.lora
     lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
     return [_placed(cls, placement, "generator", i, log_dir).remote(
-        model_dir, recipe.model.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
-        gen.seed + i, res.tensor_parallel_size, eager, lora_rank, gen.distance, res.device)
+        model_dir, gen.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
+        gen.seed + i, res.tensor_parallel_size, eager, lora_rank, gen.distance, res.device, recipe.model.dtype)
         for i in range(res.generators)]
 
 
@@ -114,9 +114,9 @@ def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None
                    log_dir: Path | None = None) -> list:
     res = recipe.resources
     cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
-    training = dataclasses.asdict(recipe.training)
     learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
-        model_dir, recipe.model.dtype, training, res.device, rank, res.learners, max(1, int(res.learner_cpus)))
+        model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners, max(1, int(res.learner_cpus)),
+        recipe.generation.temperature)
         for rank in range(res.learners)]
     timeout_s = faults.stage_timeout(res, "startup")
     try:

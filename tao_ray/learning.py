@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tao_ray import algorithms
 from tao_ray.batch import RolloutBatch
 from tao_ray.core import data_parallel, microbatch
 
@@ -25,7 +26,7 @@ class StepPlan:
 
 def plan(batch: RolloutBatch, ranks: int, training) -> StepPlan:
     shards = [batch.shard(rank, ranks) for rank in range(ranks)]
-    unit = 2 if training.algorithm == "dpo" else 1  # DPO micro-batches hold whole (chosen, rejected) pairs
+    unit = algorithms.get(training.algorithm).rows_per_unit  # e.g. DPO's (chosen, rejected) pairs stay whole
     micro_batches = max(microbatch.count(shard.lengths(), training.micro_batch_size, training.micro_batch_tokens,
                                          unit) for shard in shards)
     tokens = sum(len(response) for response in batch.response_token_ids)

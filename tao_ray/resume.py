@@ -64,6 +64,9 @@ APPLIED = (
     "generation.gpu_memory_utilization", "generation.enforce_eager", "generation.seed", "generation.strategy",
     "generation.distance", "generation.min_distance", "generation.draw_budget", "generation.condition_template",
     "generation.settle_after",
+    # Precision and overlap knobs: the same objective and weights, computed faster or a step staler.
+    "generation.dtype", "training.compute_dtype", "training.logprob_chunk_tokens", "training.max_importance_ratio",
+    "run.max_staleness", "run.checkpoint_every",
     "scoring.*",
     "training.kl_coef", "training.clip_eps", "training.epochs", "training.dpo_beta", "training.min_margin",
     "training.min_score", "training.normalize_std", "training.loss_aggregation", "training.skip_flat_groups",

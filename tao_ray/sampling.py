@@ -56,6 +56,8 @@ class SamplingPlan:
 class Sample:
     text: str
     token_ids: list[int]
+    logprobs: list[float] | None = None
+    """The engine's log-probability of each sampled token (None when it was not asked for them)."""
 
 
 @dataclass

@@ -36,10 +36,15 @@ def join_process_group(rank: int, world_size: int, master_address: str, master_p
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl", verbose=False)
 
 
-def engine_config(micro_batch_size: int, max_grad_norm: float, zero_stage: int, bf16: bool) -> dict:
+def engine_config(micro_batch_size: int, max_grad_norm: float, zero_stage: int, bf16: bool,
+                  autocast: str | None = None) -> dict:
     """The DeepSpeed config of the policy engine. Under ZeRO-3 the same dict must also be given to
-    `load_partitioned` before the model is loaded, so that loading and training partition alike."""
+    `load_partitioned` before the model is loaded, so that loading and training partition alike.
+    `autocast` (e.g. "bfloat16"): the forward runs under torch.autocast in that dtype while the master weights,
+    gradients and optimizer state keep theirs (DeepSpeed's torch_autocast; linear layers' gradients are also
+    reduced across ranks in it)."""
     return {
+        "torch_autocast": {"enabled": autocast is not None, "dtype": autocast or "bfloat16"},
         "train_micro_batch_size_per_gpu": micro_batch_size,
         # Accumulation is driven explicitly (set_gradient_accumulation_boundary), because the number of samples
         # varies per step; DeepSpeed's own counter assumes a fixed count.
@@ -53,10 +58,12 @@ def engine_config(micro_batch_size: int, max_grad_norm: float, zero_stage: int, 
     }
 
 
-def reference_config(micro_batch_size: int, bf16: bool) -> dict:
+def reference_config(micro_batch_size: int, bf16: bool, autocast: str | None = None) -> dict:
     """A ZeRO-3 config for the frozen reference: no optimizer, parameters partitioned like the policy's, so each
-    rank holds 1/world_size of it instead of a whole copy."""
+    rank holds 1/world_size of it instead of a whole copy. `autocast` as in `engine_config`: the reference must
+    compute like the policy, or their KL measures rounding."""
     return {
+        "torch_autocast": {"enabled": autocast is not None, "dtype": autocast or "bfloat16"},
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "zero_optimization": {"stage": 3},
         "bf16": {"enabled": bf16},

@@ -20,8 +20,12 @@ class GeneratorActor:
     def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
                  gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
                  enforce_eager: bool = False, lora_rank: int = 0, distance: str = "embedding",
-                 device: str = "cpu"):
+                 device: str = "cpu", weights_dtype: str = "float32"):
+        """`dtype`: generation.dtype (auto is resolved here, on the engine's own node); `weights_dtype`: model.dtype."""
         logs.redirect_output()  # before the engine prints anything
+        from tao_ray.core import precision
+
+        self.dtype = precision.resolve(dtype, device, weights_dtype)
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
@@ -33,7 +37,9 @@ class GeneratorActor:
                 "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_rank)
                 } if lora_rank else {}
         started = time.perf_counter()
-        self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
+        self.llm = LLM(model=model_path, dtype=self.dtype, max_model_len=max_model_len, seed=seed,
+                       # Log-probs of sampled tokens as sampled: after temperature (the behaviour policy).
+                       logprobs_mode="processed_logprobs",
                        tensor_parallel_size=tensor_parallel_size,
                        # The actor holds all of its engine's GPUs in one bundle of the run's placement group: its
                        # tensor-parallel workers are processes inside it, not Ray tasks needing bundles of their own.
@@ -51,6 +57,9 @@ class GeneratorActor:
     def ready(self) -> float:
         """Engine start-up seconds (the call also serves as a barrier: the engine is up)."""
         return self.startup_s
+
+    def describe(self) -> dict:
+        return {"dtype": self.dtype}
 
     def version(self) -> int:
         """The policy version this engine serves: the iteration whose weights it holds (0: the base model's, as
@@ -84,6 +93,15 @@ class GeneratorActor:
         sampling strategy (default: n iid samples). The adaptive strategy scores while it samples: it needs a
         ScorerActor handle and each prompt's record, in the order of `prompts`; its Generations carry raw and
         learning scores."""
+        return self.generate_and_answer(prompts, n, temperature, top_p, max_tokens, plan, scorer, records)[0]
+
+    def generate_and_answer(self, prompts: list[tuple[int, list[dict[str, str]]]], n: int, temperature: float,
+                            top_p: float, max_tokens: int, plan: SamplingPlan | None = None, scorer=None,
+                            records: list[dict] | None = None,
+                            greedy_prompts: list[tuple[int, list[dict[str, str]]]] = ()
+                            ) -> tuple[list[Generation], list[Generation]]:
+        """`generate`, plus one greedy answer to each of `greedy_prompts` (the held-out evaluation), drawn in the
+        same engine call as the first round of samples so that the engine batches both."""
         plan = plan or SamplingPlan(n=n, max_draws=n)
         adaptive = plan.strategy == "adaptive"
         score = composition_ref = None
@@ -98,7 +116,16 @@ class GeneratorActor:
         needs_distance = plan.min_distance > 0 or plan.strategy != "iid" or n > 1
         embed = self._embedder() if needs_distance and self.distance_kind == "embedding" else None
         distance = self._distance()
-        sampler = Sampler(plan, draw=lambda requests: self._draw(requests, temperature, top_p, max_tokens),
+        greedy = [(list(messages), 1) for _, messages in greedy_prompts]
+        answers: list[list[Sample]] = []
+
+        def draw(requests):
+            drawn = self._draw(requests + greedy, temperature, top_p, max_tokens, greedy_from=len(requests))
+            answers.extend(drawn[len(requests):])
+            greedy.clear()  # only with the first round
+            return drawn[:len(requests)]
+
+        sampler = Sampler(plan, draw=draw,
                           embed=embed, distance=distance, score=score,
                           fits=lambda messages: len(self.prompt_token_ids(messages)) + max_tokens
                           <= self.max_model_len)
@@ -106,28 +133,41 @@ class GeneratorActor:
         if adaptive:
             # Groups were scored in parts as they grew: normalize over each whole group only now.
             final = whole_group_scores(groups, ray.get(composition_ref))
+        if greedy:  # no sampling round ran (no prompts to sample): the answers alone
+            draw([])
+        answered = [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(messages),
+                               policy_version=self.policy_version, response_texts=[samples[0].text],
+                               response_token_ids=[samples[0].token_ids], samples_drawn=1,
+                               tokens_drawn=len(samples[0].token_ids))
+                    for (index, messages), samples in zip(greedy_prompts, answers, strict=True)]
         return [Generation(prompt_index=index, prompt_token_ids=self.prompt_token_ids(group.messages),
                            policy_version=self.policy_version,
                            response_texts=[s.text for s in group.kept],
                            response_token_ids=[s.token_ids for s in group.kept],
+                           response_logprobs=([s.logprobs for s in group.kept]
+                                              if all(s.logprobs is not None for s in group.kept) else None),
                            samples_drawn=group.drawn, near_duplicates=group.near_duplicates,
                            tokens_drawn=group.tokens_drawn,
                            rewards=final.raw[k] if adaptive else None,
                            learning_rewards=final.learning[k] if adaptive else None,
                            mean_distance=(diversity.mean_pairwise_distance(group.keys, distance)
                                           if needs_distance else None))
-                for k, ((index, _), group) in enumerate(zip(prompts, groups, strict=True))]
+                for k, ((index, _), group) in enumerate(zip(prompts, groups, strict=True))], answered
 
     def _draw(self, requests: list[tuple[list[dict[str, str]], int]], temperature: float, top_p: float,
-              max_tokens: int) -> list[list[Sample]]:
-        """One engine call for every (messages, count) request."""
+              max_tokens: int, greedy_from: int | None = None) -> list[list[Sample]]:
+        """One engine call for every (messages, count) request; those from `greedy_from` on are answered greedily."""
         from vllm import SamplingParams
 
         prompts = [{"prompt_token_ids": self.prompt_token_ids(messages)} for messages, _ in requests]
-        params = [SamplingParams(n=count, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-                  for _, count in requests]
+        # The sampled tokens' own log-probs (logprobs=0) cost little and make an off-policy update correctable.
+        greedy_from = len(requests) if greedy_from is None else greedy_from
+        params = [SamplingParams(n=count, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 logprobs=0 if temperature > 0 else None) if i < greedy_from
+                  else SamplingParams(n=count, temperature=0.0, max_tokens=max_tokens)
+                  for i, (_, count) in enumerate(requests)]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
-        return [[Sample(c.text, list(c.token_ids)) for c in out.outputs] for out in outputs]
+        return [[Sample(c.text, list(c.token_ids), _sampled_logprobs(c)) for c in out.outputs] for out in outputs]
 
     def _embedder(self):
         if self.embedder is None:
@@ -182,8 +222,8 @@ class GeneratorActor:
             with open(os.path.join(directory, name), "wb") as f:
                 f.write(content)
         previous, previous_dir = self.lora_request, self.adapter_dir
-        version = previous.lora_int_id + 1 if previous else 1
-        self.lora_request = LoRARequest(f"tao-ray-{version}", version, directory)
+        adapter_id = previous.lora_int_id + 1 if previous else 1
+        self.lora_request = LoRARequest(f"tao-ray-{adapter_id}", adapter_id, directory)
         self.adapter_dir = directory
         self.llm.llm_engine.add_lora(self.lora_request)
         if previous is not None:
@@ -206,3 +246,11 @@ class GeneratorActor:
         self.llm.reset_prefix_cache()
         self.policy_version = version
         return time.perf_counter() - started
+
+
+def _sampled_logprobs(completion) -> list[float] | None:
+    """Each sampled token's log-prob from a vLLM completion asked for logprobs=0 (the sampled token only)."""
+    if not completion.logprobs:
+        return None
+    return [position[token].logprob for token, position in zip(completion.token_ids, completion.logprobs,
+                                                                 strict=True)]

@@ -6,18 +6,26 @@ CUDA: an NCCL broadcast) and checkpoints. Notation: B = sequences in a micro-bat
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 
+from tao_ray import algorithms
 from tao_ray.actors import distributed, logs
 from tao_ray.batch import RolloutBatch
+from tao_ray.config import TrainingSection
 
 
 class LearnerActor:
-    def __init__(self, model_path: str, dtype: str, training: dict, device: str, rank: int, world_size: int,
-                 num_threads: int):
+    def __init__(self, model_path: str, dtype: str, training: TrainingSection, device: str, rank: int,
+                 world_size: int, num_threads: int, temperature: float = 1.0):
+        """`dtype`: the master weights' (model.dtype); `temperature`: the sampling temperature, which the learner
+        applies to its logits so that its log-probs are those of the distribution the samples came from."""
         logs.redirect_output()  # before the engine prints anything
         self.model_path, self.dtype, self.training, self.device = model_path, dtype, training, device
         self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.algorithm = algorithms.get(training.algorithm)
 
     def ping(self) -> int:
         """A liveness probe: answers at once unless the rank is dead or stuck."""
@@ -37,13 +45,19 @@ class LearnerActor:
         import torch
         from transformers import AutoModelForCausalLM
 
+        from tao_ray.core import precision
+        from tao_ray.core.sequences import head_is_separable
+
+        # The cores this actor owns, not the node's: intra-op threads beyond them only contend.
         torch.set_num_threads(max(1, self.num_threads))
-        torch.manual_seed(training["seed"] + rank)
+        torch.manual_seed(training.seed + rank)
         torch_dtype = getattr(torch, dtype)
         bf16 = dtype == "bfloat16" and device != "cpu"
-        zero3 = training["zero_stage"] == 3
-        ds_config = distributed.engine_config(training["micro_batch_size"], training["max_grad_norm"],
-                                              training["zero_stage"], bf16)
+        zero3 = training.zero_stage == 3
+        self.compute_dtype = precision.resolve(training.compute_dtype, device, dtype)
+        self.autocast = None if self.compute_dtype == dtype or bf16 else self.compute_dtype
+        ds_config = distributed.engine_config(training.micro_batch_size, training.max_grad_norm,
+                                              training.zero_stage, bf16, self.autocast)
         self._zero3_configs = []  # transformers refers to these weakly; they must outlive the models
         if zero3:
             policy, keep_alive = distributed.load_partitioned(self.model_path, torch_dtype, ds_config)
@@ -51,22 +65,27 @@ class LearnerActor:
         else:
             policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
         self.loaded_numel = distributed.local_numel(policy)
-        if training["gradient_checkpointing"]:
+        if training.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         self.pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
-        self.lora = training["lora"]["r"] > 0
+        self.lora = training.lora.r > 0
+        self.uses_reference = algorithms.uses_reference(training)
+        self.reference = None
         if self.lora:
             from tao_ray import lora
 
-            lora_cfg = training["lora"]
-            policy = lora.wrap(policy, lora_cfg["r"], lora_cfg["alpha"], lora_cfg["dropout"],
-                               lora_cfg["target_modules"])
-            self.reference = None  # the reference is the policy with its adapter disabled: no second copy
-        else:
-            # The frozen reference is a second copy: the KL anchor must not move with the policy.
+            policy = lora.wrap(policy, training.lora.r, training.lora.alpha, training.lora.dropout,
+                               training.lora.target_modules)
+            # the reference is the policy with its adapter disabled: no second copy
+        elif self.uses_reference:
+            # The frozen reference is a second copy: the KL anchor must not move with the policy. Without a KL
+            # term (kl_coef 0) it is neither loaded nor run.
             self.reference = self._frozen_reference(torch_dtype, bf16, zero3)
-        self.engine = distributed.make_engine(policy, training["lr"], training["weight_decay"], ds_config)
+        self.engine = distributed.make_engine(policy, training.lr, training.weight_decay, ds_config)
         self.torch_device = self.engine.device
+        # Every rank checks (under ZeRO-3 the check's forward gathers parameters collectively).
+        self.chunked_head = True
+        self.chunked_head = head_is_separable(self.engine.module, self._causal_lm(), policy.config.vocab_size)
         if self.reference is not None and not zero3:
             self.reference.to(self.torch_device)
         self.sync_channel = None
@@ -81,7 +100,7 @@ class LearnerActor:
             reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype).eval()
             reference.requires_grad_(False)
             return reference
-        ref_config = distributed.reference_config(self.training["micro_batch_size"], bf16)
+        ref_config = distributed.reference_config(self.training.micro_batch_size, bf16, self.autocast)
         reference, keep_alive = distributed.load_partitioned(self.model_path, torch_dtype, ref_config)
         self._zero3_configs.append(keep_alive)
         reference.requires_grad_(False)
@@ -106,86 +125,111 @@ class LearnerActor:
             peak = max(peak, sum(p.numel() for p in params))
         return peak
 
-    def _reference_logprobs(self, packed):
+    def _causal_lm(self):
+        """The HF model inside the engine (under LoRA, inside the adapter wrapper): whose output projection the
+        chunked log-probs swap out (core.sequences), or None where the plain path must run."""
+        if not self.chunked_head:
+            return None
+        module = self.engine.module
+        return module.get_base_model() if self.lora else module
+
+    def _autocast(self):
+        """bf16 compute around every forward outside the engine (the reference's, the chunked head's); the engine's
+        own forward autocasts by its torch_autocast config."""
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.torch_device.type, dtype=getattr(torch, self.compute_dtype))
+
+    def _logprobs(self, model, packed):
         from tao_ray.core.sequences import response_logprobs
 
-        if self.reference is not None:
-            return response_logprobs(self.reference, packed)
-        with self.engine.module.disable_adapter():
-            return response_logprobs(self.engine.module, packed)
+        with self._autocast():
+            return response_logprobs(model, packed, self.temperature, self._causal_lm(),
+                                     self.training.logprob_chunk_tokens)
 
-    def _prepare(self, shard: RolloutBatch, chunk: list[int], need_ref: bool, need_old: bool):
-        """One micro-batch, packed, plus the reference (and, for several epochs, the old) log-probs.
+    def _reference_logprobs(self, packed):
+        if self.reference is not None:
+            from tao_ray.core.sequences import response_logprobs
+
+            reference = getattr(self.reference, "module", self.reference)
+            with self._autocast():
+                return response_logprobs(self.reference, packed, self.temperature,
+                                         reference if self.chunked_head else None,
+                                         self.training.logprob_chunk_tokens)
+        with self.engine.module.disable_adapter():
+            return self._logprobs(self.engine.module, packed)
+
+    def _prepare(self, shard: RolloutBatch, chunk: list[int], need_old: bool, version: int):
+        """One micro-batch, packed, plus what its loss reads besides the current log-probs (algorithms.LossInputs).
 
         An empty chunk (this rank has fewer samples than micro-batches, or none) still runs a forward and backward,
         because ZeRO's gradient reduction is collective: it reuses a real row (or a one-token stand-in) with a zero
         mask, so it adds nothing to the gradient."""
         import torch
 
-        from tao_ray.core.sequences import pack, response_logprobs
+        from tao_ray.core.sequences import pack
 
         weight = 1.0 if chunk else 0.0
-        if chunk:
-            prompts = [shard.prompt_token_ids[j] for j in chunk]
-            responses = [shard.response_token_ids[j] for j in chunk]
-            advantages = [shard.advantages[j] for j in chunk]
+        rows = chunk or list(range(min(self.algorithm.rows_per_unit, len(shard))))
+        if len(rows) == self.algorithm.rows_per_unit or chunk:
+            prompts = [shard.prompt_token_ids[j] for j in rows]
+            responses = [shard.response_token_ids[j] for j in rows]
+            advantages = [shard.advantages[j] for j in rows]
         else:
-            rows = 2 if self.training["algorithm"] == "dpo" else 1  # DPO needs a whole pair
-            prompts = (shard.prompt_token_ids[:rows] if len(shard) >= rows else [[self.pad_id]] * rows)
-            responses = (shard.response_token_ids[:rows] if len(shard) >= rows else [[self.pad_id]] * rows)
-            advantages = [0.0] * rows
+            rows = []
+            prompts = responses = [[self.pad_id]] * self.algorithm.rows_per_unit
+            advantages = [0.0] * self.algorithm.rows_per_unit
         packed = pack(prompts, responses, self.pad_id).to(self.torch_device)
         packed.response_mask_BR *= weight
-        advantages_B = torch.tensor(advantages, device=self.torch_device)
+        stale = [bool(shard.policy_versions) and shard.policy_versions[j] < version
+                 and bool(shard.behaviour_logprobs[j]) for j in rows] if rows else []
+        behaviour_BR = stale_B = None
+        if self.algorithm.policy_gradient and any(stale):
+            behaviour_BR = torch.zeros_like(packed.response_mask_BR)
+            for i, j in enumerate(rows):
+                if stale[i]:
+                    values = shard.behaviour_logprobs[j][:behaviour_BR.shape[1]]
+                    behaviour_BR[i, :len(values)] = torch.tensor(values, dtype=behaviour_BR.dtype)
+            stale_B = torch.tensor(stale, dtype=torch.float32, device=self.torch_device)
         with torch.no_grad():
-            ref_BR = self._reference_logprobs(packed) if need_ref else None
-            old_BR = response_logprobs(self.engine.module, packed) if need_old else None
-        return packed, advantages_B, ref_BR, old_BR
+            ref_BR = self._reference_logprobs(packed) if self.uses_reference else None
+            old_BR = self._logprobs(self.engine.module, packed) if need_old else None
+        return algorithms.LossInputs(None, ref_BR, old_BR, behaviour_BR, stale_B,
+                                     torch.tensor(advantages, device=self.torch_device), packed.response_mask_BR,
+                                     {}), packed
 
-    def _loss(self, logprobs_BR, old_BR, ref_BR, advantages_B, mask_BR, denominators: dict[str, float]):
-        from tao_ray.core.losses import clipped_policy_gradient, dpo_loss, sft_loss
-
-        cfg = self.training
-        if cfg["algorithm"] == "dpo":
-            return dpo_loss(logprobs_BR, ref_BR, mask_BR, cfg["dpo_beta"], denominators["pairs"])
-        if cfg["algorithm"] == "rft":
-            return sft_loss(logprobs_BR, mask_BR, denominators["tokens"])
-        # grpo and rloo differ only in their advantages. With one epoch the sampling policy is the current one,
-        # so old = current and the ratio is 1.
-        old_BR = logprobs_BR.detach() if old_BR is None else old_BR
-        level = cfg["loss_aggregation"]
-        return clipped_policy_gradient(logprobs_BR, old_BR, ref_BR, advantages_B, mask_BR, cfg["clip_eps"],
-                                       cfg["kl_coef"], level, denominators["tokens" if level == "token" else "rows"])
-
-    def train(self, shard: RolloutBatch, micro_batches: int, denominators: dict[str, float] | None = None
-              ) -> dict[str, float]:
+    def train(self, shard: RolloutBatch, micro_batches: int, denominators: dict[str, float] | None = None,
+              version: int = 0) -> dict[str, float]:
         """One optimizer step per epoch over this rank's shard, in exactly `micro_batches` micro-batches on every
         rank (the driver picks the count so that no rank has more). `denominators`: this rank's share of the whole
         batch's tokens, rows and pairs (core.data_parallel.rank_denominators); None means this shard is the whole
-        batch, as for a single rank."""
+        batch, as for a single rank. `version`: the policy version of the weights before this step; rows sampled
+        on an older one are stale (run.max_staleness) and get the importance correction."""
         from tao_ray.core import microbatch
-        from tao_ray.core.sequences import response_logprobs
 
         started = time.perf_counter()
         cfg = self.training
         size = len(shard)
-        unit = 2 if cfg["algorithm"] == "dpo" else 1  # never split a (chosen, rejected) pair
-        chunks = microbatch.split(shard.lengths(), micro_batches, unit)
+        chunks = microbatch.split(shard.lengths(), micro_batches, self.algorithm.rows_per_unit)
         total_tokens = sum(len(r) for r in shard.response_token_ids)
         if denominators is None:
             from tao_ray.core.data_parallel import rank_denominators
 
             denominators = rank_denominators(total_tokens, size, size // 2, self.world_size)
-        need_ref = cfg["algorithm"] != "rft"
-        prepared = [self._prepare(shard, chunk, need_ref, need_old=cfg["epochs"] > 1) for chunk in chunks]
+        # The old log-probs (the policy before this step) anchor the ratio over several epochs; with one epoch they
+        # are the training forward's own values, detached, and cost nothing.
+        need_old = self.algorithm.policy_gradient and cfg.epochs > 1
+        prepared = [self._prepare(shard, chunk, need_old, version) for chunk in chunks]
         self.engine.train()
         sums: dict[str, float] = {}
         objective = 0.0
-        for _ in range(cfg["epochs"]):
-            for i, (packed, advantages_B, ref_BR, old_BR) in enumerate(prepared):
-                logprobs_BR = response_logprobs(self.engine, packed)
-                loss, metrics = self._loss(logprobs_BR, old_BR, ref_BR, advantages_B, packed.response_mask_BR,
-                                           denominators)
+        for _ in range(cfg.epochs):
+            for i, (inputs, packed) in enumerate(prepared):
+                inputs.logprobs_BR = self._logprobs(self.engine, packed)
+                inputs.denominators = denominators
+                loss, metrics = self.algorithm.loss(inputs, cfg)
                 self.engine.set_gradient_accumulation_boundary(i == len(prepared) - 1)
                 self.engine.backward(loss)
                 self.engine.step()
@@ -194,8 +238,8 @@ class LearnerActor:
                     sums[name] = sums.get(name, 0.0) + value * weight
                 # The objective this rank optimized: its share of the whole batch's loss (micro-batches add up;
                 # a stand-in micro-batch adds nothing).
-                objective += float(loss.detach()) * weight / cfg["epochs"]
-        used = sum(1 for c in chunks if c) * cfg["epochs"]
+                objective += float(loss.detach()) * weight / cfg.epochs
+        used = sum(1 for c in chunks if c) * cfg.epochs
         metrics = {name: total / max(used, 1) for name, total in sums.items()}
         metrics["loss"] = objective
         metrics.update(samples=float(size), tokens=float(total_tokens), seconds=time.perf_counter() - started,
@@ -209,20 +253,23 @@ class LearnerActor:
         import torch
 
         from tao_ray.core.losses import aggregate, kl_k3
-        from tao_ray.core.sequences import pack, response_logprobs
+        from tao_ray.core.sequences import pack
 
         packed = pack(shard.prompt_token_ids, shard.response_token_ids, self.pad_id).to(self.torch_device)
         mask_BR = packed.response_mask_BR
         with torch.no_grad():
-            ref_BR = self._reference_logprobs(packed)
-            logprobs_BR = response_logprobs(self.engine.module, packed)
+            ref_BR = self._reference_logprobs(packed) if self.uses_reference else None
+            logprobs_BR = self._logprobs(self.engine.module, packed)
             advantages_B = torch.tensor(shard.advantages, device=self.torch_device)
-            if self.training["algorithm"] in ("dpo", "rft"):
+            if not self.algorithm.policy_gradient:
                 denominators = {"tokens": float(mask_BR.sum()), "rows": len(shard), "pairs": len(shard) // 2}
-                return float(self._loss(logprobs_BR, None, ref_BR, advantages_B, mask_BR, denominators)[0])
-            per_token_BR = (-advantages_B.unsqueeze(1) * logprobs_BR
-                            + self.training["kl_coef"] * kl_k3(logprobs_BR, ref_BR))
-            return float(aggregate(per_token_BR, mask_BR, self.training["loss_aggregation"]))
+                inputs = algorithms.LossInputs(logprobs_BR, ref_BR, None, None, None, advantages_B, mask_BR,
+                                               denominators)
+                return float(self.algorithm.loss(inputs, self.training)[0])
+            per_token_BR = -advantages_B.unsqueeze(1) * logprobs_BR
+            if ref_BR is not None:
+                per_token_BR = per_token_BR + self.training.kl_coef * kl_k3(logprobs_BR, ref_BR)
+            return float(aggregate(per_token_BR, mask_BR, self.training.loss_aggregation))
 
     # ---- weights out: sync and checkpoints ----
     # ZeRO-2 keeps full parameters on every rank, so rank 0 alone can read them. ZeRO-3 partitions them, and
@@ -232,7 +279,7 @@ class LearnerActor:
 
     @property
     def zero3(self) -> bool:
-        return self.training["zero_stage"] == 3
+        return self.training.zero_stage == 3
 
     def _full_tensors(self):
         """(HF name, whole tensor) one at a time, each valid until the next is asked for; see distributed.full_tensors.
@@ -272,7 +319,9 @@ class LearnerActor:
 
         parameters = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
         device = torch.cuda.get_device_name(self.torch_device) if self.device == "cuda" else "cpu"
-        return {"parameters": int(parameters), "device": device}
+        return {"parameters": int(parameters), "device": device, "weights_dtype": self.dtype,
+                "compute_dtype": self.compute_dtype, "reference": self.uses_reference,
+                "chunked_logprobs": self.chunked_head}
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)
@@ -338,13 +387,43 @@ class LearnerActor:
             for _ in self._full_tensors():  # take part in every gather
                 pass
 
-    def save_model(self, directory: str) -> None:
+    def save_checkpoint(self, directory: str, full: bool) -> float:
+        """Start writing a checkpoint: the policy to `directory`/model and, when `full`, the DeepSpeed state to
+        `directory`/learner. Returns once the state is copied (seconds taken); the files are written in the
+        background while training goes on: `wait_for_writes` before renaming the directory into place. Every rank
+        calls it."""
+        started = time.perf_counter()
+        self.wait_for_writes()  # one checkpoint at a time: the previous one's files first
+        self.save_model(f"{directory}/model", background=True)
+        if full:
+            self.save_state(f"{directory}/learner", background=True)
+        return time.perf_counter() - started
+
+    def wait_for_writes(self) -> float:
+        """Block until every background checkpoint file is written; returns the seconds the writes took."""
+        writer = getattr(self, "writer", None)
+        return writer.wait() if writer else 0.0
+
+    def _writer(self):
+        from tao_ray.actors.background_writes import BackgroundWriter
+
+        if getattr(self, "writer", None) is None:
+            self.writer = BackgroundWriter()
+        return self.writer
+
+    def save_model(self, directory: str, background: bool = False) -> None:
         """Write the policy as an HF directory from rank 0 (the caller renames it into place atomically).
-        With LoRA, the directory holds the merged weights (what serving needs) and `adapter/` the adapter alone."""
-        state = self._rank0_tensors(copy=False)  # written at once: ZeRO-2 needs no copy first
+        With LoRA, the directory holds the merged weights (what serving needs) and `adapter/` the adapter alone.
+        `background`: copy the weights now, write them from the copy in the background (see save_checkpoint)."""
+        # Written at once, ZeRO-2's live parameters need no copy; written later, they do.
+        state = self._rank0_tensors(copy=background)
         if self.rank == 0:
             model = self.engine.module.get_base_model() if self.lora else self.engine.module
-            model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+            if background:
+                self._writer().submit(lambda: model.save_pretrained(directory, state_dict=state,
+                                                                    safe_serialization=True))
+            else:
+                model.save_pretrained(directory, state_dict=state, safe_serialization=True)
         if self.lora and (self.rank == 0 or self.zero3):
             from peft import get_peft_model_state_dict
 
@@ -356,13 +435,21 @@ class LearnerActor:
                 if self.rank == 0:
                     module.save_pretrained(f"{directory}/adapter")
 
-    def save_state(self, directory: str) -> None:
+    def save_state(self, directory: str, background: bool = False) -> None:
         """DeepSpeed state for resume: weights, this rank's optimizer partition and its torch RNG state (dropout,
-        if the model has any). Every rank calls it."""
+        if the model has any). Every rank calls it. `background`: copied now, written in the background."""
         import torch
 
-        self.engine.save_checkpoint(directory, tag="state", save_latest=False,
-                                    client_state={"torch_rng_state": torch.get_rng_state()})
+        from tao_ray.actors.background_writes import background_checkpoint_engine
+
+        engine = self.engine.checkpoint_engine
+        if background:
+            self.engine.checkpoint_engine = background_checkpoint_engine(self._writer(), self.engine._config)
+        try:
+            self.engine.save_checkpoint(directory, tag="state", save_latest=False,
+                                        client_state={"torch_rng_state": torch.get_rng_state()})
+        finally:
+            self.engine.checkpoint_engine = engine
 
     def load_state(self, directory: str) -> None:
         """Restore weights and optimizer state saved by save_state. Every rank calls it."""
@@ -373,6 +460,7 @@ class LearnerActor:
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state under {directory}")
         torch.set_rng_state(client_state["torch_rng_state"])
+
 
     def apply_optimizer_settings(self, lr: float, weight_decay: float, max_grad_norm: float) -> dict[str, list[float]]:
         """Put the recipe's optimizer settings back after load_state, which restores the checkpoint's: the torch
@@ -389,7 +477,8 @@ class LearnerActor:
         if hasattr(optimizer, "clip_grad"):
             optimizer.clip_grad = max_grad_norm
         self.engine._config.gradient_clipping = max_grad_norm  # no public setter; read by engine.gradient_clipping()
-        self.training = {**self.training, "lr": lr, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm}
+        self.training = dataclasses.replace(self.training, lr=lr, weight_decay=weight_decay,
+                                            max_grad_norm=max_grad_norm)
         now = {"lr": groups[0]["lr"], "weight_decay": groups[0]["weight_decay"],
                "max_grad_norm": getattr(optimizer, "clip_grad", self.engine.gradient_clipping())}
         return {name: [float(restored[name]), float(now[name])] for name in restored}

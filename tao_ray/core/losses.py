@@ -3,7 +3,7 @@
 Notation: B = sequences in the micro-batch, T = response tokens (padded), V = vocabulary.
 In: logprobs_BT from the current policy, old_logprobs_BT from the policy that produced the rollout's learning step,
 ref_logprobs_BT from the frozen reference, advantages_B, and mask_BT (1 on real response tokens).
-Out: a scalar loss and a dict of float metrics.
+behaviour_logprobs_BT from the engine that sampled the tokens. Out: a scalar loss and a dict of float metrics.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from __future__ import annotations
 import torch
 
 
-def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each chosen token. logits_BTV[:, t] must already be the prediction *for* tokens_BT[:, t].
+def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probability of each chosen token under softmax(logits / temperature). logits_BTV[:, t] must already be
+    the prediction *for* tokens_BT[:, t].
 
     gather - logsumexp instead of log_softmax, so no second B×T×V tensor is materialized.
     """
     logits_BTV = logits_BTV.float()
+    if temperature != 1.0:
+        logits_BTV = logits_BTV / temperature
     chosen_BT = torch.gather(logits_BTV, dim=-1, index=tokens_BT.unsqueeze(-1)).squeeze(-1)
     return chosen_BT - torch.logsumexp(logits_BTV, dim=-1)
 
@@ -56,24 +59,32 @@ def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denomi
 def clipped_policy_gradient(
     logprobs_BT: torch.Tensor,
     old_logprobs_BT: torch.Tensor,
-    ref_logprobs_BT: torch.Tensor,
+    ref_logprobs_BT: torch.Tensor | None,
     advantages_B: torch.Tensor,
     mask_BT: torch.Tensor,
     clip_eps: float,
     kl_coef: float,
     aggregation: str = "token",
     denominator: float | None = None,
+    weights_BT: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-style clipped surrogate plus a k3 KL penalty to the reference: the GRPO objective, negated for descent.
 
-    per token: -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + kl_coef * k3(policy, ref)
+    per token: -w * min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + kl_coef * k3(policy, ref)
+    `weights_BT` (w, no gradient; default 1) corrects tokens sampled by another policy than `old_logprobs_BT`'s
+    (truncated_importance_weights). Without a reference (`ref_logprobs_BT` None, which needs kl_coef 0) there is no
+    KL term, and nothing was computed for it.
     """
+    if ref_logprobs_BT is None and kl_coef:
+        raise ValueError("a KL penalty needs the reference's log-probs")
     advantages_BT = advantages_B.unsqueeze(1).expand_as(logprobs_BT)
     ratio_BT = torch.exp(logprobs_BT - old_logprobs_BT)
     unclipped_BT = ratio_BT * advantages_BT
     clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + clip_eps) * advantages_BT
     pg_loss_BT = -torch.minimum(unclipped_BT, clipped_BT)
-    kl_BT = kl_k3(logprobs_BT, ref_logprobs_BT)
+    if weights_BT is not None:
+        pg_loss_BT = weights_BT * pg_loss_BT
+    kl_BT = kl_k3(logprobs_BT, ref_logprobs_BT) if ref_logprobs_BT is not None else torch.zeros_like(logprobs_BT)
     loss = aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation, denominator)
     with torch.no_grad():
         # Fraction of tokens where the clipped term is the one the min selects (its gradient is cut off).
@@ -85,6 +96,28 @@ def clipped_policy_gradient(
             "clip_fraction": float(clipped_fraction),
         }
     return loss, metrics
+
+
+def truncated_importance_weights(proximal_BT: torch.Tensor, behaviour_BT: torch.Tensor, stale_B: torch.Tensor,
+                                 mask_BT: torch.Tensor, cap: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token importance weights min(pi_prox / pi_behaviour, cap) for rows sampled on older weights (stale_B 1),
+    and 1 elsewhere; no gradient flows through them.
+
+    pi_behaviour is the engine that sampled the row (one policy version behind), pi_prox the learner's policy at
+    the start of this step. Truncating at `cap` bounds the variance a rare token could add (truncated importance
+    sampling, as in one-step-off-policy and fully asynchronous GRPO)."""
+    with torch.no_grad():
+        ratio_BT = torch.exp((proximal_BT.detach() - behaviour_BT).clamp(max=20.0))
+        stale_BT = stale_B.unsqueeze(1).expand_as(ratio_BT) * mask_BT
+        weights_BT = torch.where(stale_BT > 0, ratio_BT.clamp(max=cap), torch.ones_like(ratio_BT))
+        stale_tokens = float(stale_BT.sum())
+        metrics = {"stale_tokens": stale_tokens}
+        if stale_tokens:
+            metrics.update(
+                importance_weight=float((weights_BT * stale_BT).sum() / stale_tokens),
+                importance_truncated=float(((ratio_BT > cap).float() * stale_BT).sum() / stale_tokens),
+                behaviour_kl=float(((behaviour_BT - proximal_BT) * stale_BT).sum() / stale_tokens))
+    return weights_BT, metrics
 
 
 def dpo_loss(logprobs_BR: torch.Tensor, ref_logprobs_BR: torch.Tensor, mask_BR: torch.Tensor, beta: float,

@@ -39,14 +39,6 @@ class ModelShape:
     head_dim: int
 
 
-def needs_reference(algorithm: str, kl_coef: float, lora: bool) -> bool:
-    """Whether the learner holds a frozen reference copy: dpo always compares with one, grpo and rloo only through
-    the KL penalty, rft never. With LoRA the reference is the policy with its adapter disabled: no copy."""
-    if lora or algorithm == "rft":
-        return False
-    return algorithm == "dpo" or kl_coef > 0
-
-
 def layer_activation_bytes_per_token(model: ModelShape, element_bytes: int) -> float:
     """What one decoder layer saves for its backward, per token: the residual and normed inputs of attention and
     MLP (4 hidden), q, k and v, the attention output (hidden), and the MLP's gate, up, silu(gate) and their product
@@ -62,7 +54,8 @@ def learner_memory(model: ModelShape, *, dtype: str, zero_stage: int, ranks: int
 
     sequence_length: prompt + response tokens of one row (the longest the recipe allows: model.max_model_len).
     response_length: response tokens of one row (generation.max_tokens); the learner computes logits only there.
-    reference: a frozen reference copy is held (see `needs_reference`); ZeRO-3 partitions it like the policy, the
+    reference: a frozen reference copy is held (tao_ray.algorithms.uses_reference, and no LoRA: its reference is
+    the policy with the adapter off); ZeRO-3 partitions it like the policy, the
     other stages keep it whole on every rank.
     lora_parameters: adapter parameters when training LoRA (0: every weight is trained). The frozen base then has
     weights only, no gradients or optimizer state.

@@ -8,6 +8,7 @@ B×S×V logits tensor. Positions count real tokens only, so left padding does no
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +54,72 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> P
                        response_mask_BR)
 
 
-def response_logprobs(model, packed: PackedBatch) -> torch.Tensor:
-    """logprobs_BR of each response token under `model` (an HF causal LM, or an engine wrapping one)."""
+def response_logprobs(model, packed: PackedBatch, temperature: float = 1.0, causal_lm=None,
+                      chunk_tokens: int = 4096) -> torch.Tensor:
+    """logprobs_BR of each response token under `model` (an HF causal LM, or an engine wrapping one), from logits
+    divided by the sampling `temperature`: the distribution the responses were drawn from.
+
+    With `causal_lm` (the HF model inside `model`, whose output projection `head_is_separable` accepted), the model
+    returns its last hidden states instead of logits, and the projection and log-softmax run over chunks of about
+    `chunk_tokens` positions, each recomputed in the backward pass: no B x R x V logits tensor, in any dtype, is
+    ever whole (for a 128k vocabulary and 8k-token micro-batches it would be 4 GB in float32)."""
+    kwargs = dict(input_ids=packed.input_ids_BS, attention_mask=packed.attention_mask_BS,
+                  position_ids=packed.position_ids_BS, logits_to_keep=packed.logits_to_keep, use_cache=False)
+    if causal_lm is None:
+        from tao_ray.core.losses import token_logprobs
+
+        return token_logprobs(model(**kwargs).logits[:, :-1], packed.response_ids_BR, temperature)
+    with hidden_states_instead_of_logits(causal_lm) as head:
+        hidden_BKH = model(**kwargs).logits
+    return chunked_token_logprobs(hidden_BKH[:, :-1], head, packed.response_ids_BR, temperature, chunk_tokens)
+
+
+@contextmanager
+def hidden_states_instead_of_logits(causal_lm):
+    """Swap the output projection for an identity while the model runs, so its `logits` are the final hidden
+    states; yields the projection. The model is still called as a whole (as DeepSpeed's engine must call it, for
+    its backward hooks), and every parameter keeps its name."""
+    head = causal_lm.get_output_embeddings()
+    name = next(child for child, module in causal_lm.named_children() if module is head)
+    setattr(causal_lm, name, torch.nn.Identity())
+    try:
+        yield head
+    finally:
+        setattr(causal_lm, name, head)
+
+
+def chunked_token_logprobs(hidden_BRH: torch.Tensor, head, tokens_BR: torch.Tensor, temperature: float,
+                           chunk_tokens: int) -> torch.Tensor:
+    from torch.utils.checkpoint import checkpoint
+
+    rows, width = tokens_BR.shape
+    step = max(1, chunk_tokens // max(rows, 1))
+    recompute = torch.is_grad_enabled() and hidden_BRH.requires_grad
+    parts = []
+    for start in range(0, width, step):
+        hidden, tokens = hidden_BRH[:, start:start + step], tokens_BR[:, start:start + step]
+        parts.append(checkpoint(_head_logprobs, hidden, tokens, head, temperature, use_reentrant=False)
+                     if recompute else _head_logprobs(hidden, tokens, head, temperature))
+    return torch.cat(parts, dim=1)
+
+
+def _head_logprobs(hidden_BCH, tokens_BC, head, temperature: float) -> torch.Tensor:
     from tao_ray.core.losses import token_logprobs
 
-    logits_BKV = model(input_ids=packed.input_ids_BS, attention_mask=packed.attention_mask_BS,
-                       position_ids=packed.position_ids_BS, logits_to_keep=packed.logits_to_keep).logits
-    return token_logprobs(logits_BKV[:, :-1], packed.response_ids_BR)
+    return token_logprobs(head(hidden_BCH), tokens_BC, temperature)
+
+
+def head_is_separable(model, causal_lm, vocab_size: int) -> bool:
+    """Whether logits are exactly the output projection of the last hidden states, so that the chunked path computes
+    what the model's own forward does. Some families rescale or soft-cap logits after the projection (Gemma 2,
+    Cohere, Granite): compared once on a short sequence, and those keep the plain path. `model` is what runs
+    (the HF model, or an engine or adapter wrapper around `causal_lm`)."""
+    ids_BS = torch.arange(8).remainder(vocab_size).unsqueeze(0) + 1
+    packed = pack([ids_BS[0, :4].tolist()], [ids_BS[0, 4:].tolist()], 0)
+    try:
+        with torch.no_grad():
+            plain = response_logprobs(model, packed)
+            chunked = response_logprobs(model, packed, causal_lm=causal_lm, chunk_tokens=2)
+    except (AttributeError, StopIteration, TypeError):
+        return False
+    return bool(torch.allclose(plain, chunked, atol=1e-4))

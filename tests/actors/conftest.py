@@ -8,13 +8,15 @@ from tao_ray.actors.learner import LearnerActor
 from tao_ray.demo_model import materialize
 
 
-def training_section(**overrides) -> dict:
-    """The learner's settings exactly as a recipe hands them over (defaults plus overrides)."""
+def training_section(**overrides):
+    """The learner's settings exactly as a recipe hands them over (defaults plus overrides; `lora` as a dict)."""
     import dataclasses
 
-    from tao_ray.config import TrainingSection
+    from tao_ray.config import LoraSection, TrainingSection
 
-    return dataclasses.asdict(dataclasses.replace(TrainingSection(lr=1e-5, micro_batch_size=4), **overrides))
+    if isinstance(overrides.get("lora"), dict):
+        overrides["lora"] = LoraSection(**overrides["lora"])
+    return dataclasses.replace(TrainingSection(lr=1e-5, micro_batch_size=4), **overrides)
 
 
 TRAINING = training_section()

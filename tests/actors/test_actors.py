@@ -245,7 +245,7 @@ def test_optimizer_settings_win_over_the_restored_checkpoint(learner, tmp_path):
     recipe's on the restored optimizer, and the next step uses them (lr 0: the weights stay exactly as they were)."""
     generation = Generation(0, [1, 2, 3, 4, 5], ["a", "b", "c", "d"], [[6, 7], [8, 9], [10, 11], [12, 13]])
     batch = build_rollout_batch([generation], [[0.0, 1.0, 0.0, 1.0]], "grpo")
-    saved = {"lr": TRAINING["lr"], "weight_decay": TRAINING["weight_decay"], "max_grad_norm": TRAINING["max_grad_norm"]}
+    saved = {"lr": TRAINING.lr, "weight_decay": TRAINING.weight_decay, "max_grad_norm": TRAINING.max_grad_norm}
     ray.get(learner.save_state.remote(str(tmp_path)))
     ray.get(learner.apply_optimizer_settings.remote(3e-5, 0.1, 0.5))
     ray.get(learner.load_state.remote(str(tmp_path)))

@@ -43,3 +43,19 @@ def test_a_new_run_sets_the_earlier_one_aside(tmp_path):
     assert [p.name for p in checkpoints.complete(moved)] == ["iter-0001"]  # nothing lost
     fake_checkpoint(tmp_path / "run", 1, base)
     assert checkpoints.set_aside(tmp_path / "run", resume=False) != moved  # a second one in the same second
+
+
+def test_a_model_only_best_never_pushes_out_the_newest_resumable_checkpoint(tmp_path):
+    """Between run.checkpoint_every iterations a new best is saved as its model only: retention counts resumable
+    checkpoints, and a model-only one goes once it is no longer the best."""
+    base = tmp_path / "base"
+    base.mkdir()
+    run_dir = tmp_path / "run"
+    fake_checkpoint(run_dir, 2, base)
+    for iteration in (3, 5):  # model-only bests
+        staging = checkpoints.staging_dir(run_dir, iteration)
+        (staging / "model").mkdir()
+        checkpoints.commit(staging, checkpoints.checkpoint_dir(run_dir, iteration), str(base), {"iteration": iteration})
+    checkpoints.prune(run_dir, keep_last=1, best_iteration=5)
+    assert sorted(p.name for p in checkpoints.root(run_dir).glob("iter-*")) == ["iter-0002", "iter-0005"]
+    assert checkpoints.latest(run_dir)[0].name == "iter-0002"

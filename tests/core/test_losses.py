@@ -109,3 +109,30 @@ def test_bradley_terry_loss_by_hand():
     loss, metrics = bradley_terry_loss(torch.tensor([1.0, math.log(3.0)]), torch.tensor([1.0, 0.0]))
     assert float(loss) == pytest.approx((math.log(2.0) + math.log(4 / 3)) / 2)
     assert metrics["accuracy"] == 0.5  # a tie is not a win
+
+
+def test_without_a_reference_there_is_no_kl_term_and_a_kl_coefficient_is_refused():
+    logprobs = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    mask = torch.ones(1, 2)
+    loss, metrics = clipped_policy_gradient(logprobs, logprobs.detach(), None, torch.tensor([1.0]), mask, 0.2, 0.0)
+    assert metrics["kl"] == 0.0 and loss.item() == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="reference"):
+        clipped_policy_gradient(logprobs, logprobs.detach(), None, torch.tensor([1.0]), mask, 0.2, 0.02)
+
+
+def test_truncated_importance_weights_reweight_stale_rows_only():
+    from tao_ray.core.losses import truncated_importance_weights
+
+    proximal = torch.log(torch.tensor([[0.5, 0.4], [0.5, 0.4]]))
+    behaviour = torch.log(torch.tensor([[0.25, 0.1], [0.25, 0.1]]))  # ratios 2 and 4
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    weights, metrics = truncated_importance_weights(proximal, behaviour, torch.tensor([1.0, 0.0]), mask, cap=3.0)
+    assert torch.allclose(weights, torch.tensor([[2.0, 3.0], [1.0, 1.0]]))  # row 1 is on-policy; 4 is cut to 3
+    assert metrics["stale_tokens"] == 2 and metrics["importance_truncated"] == pytest.approx(0.5)
+    assert metrics["importance_weight"] == pytest.approx(2.5)
+    # The weight scales the policy-gradient term of its token and carries no gradient itself.
+    logprobs = proximal.clone().requires_grad_(True)
+    loss, _ = clipped_policy_gradient(logprobs, proximal, None, torch.tensor([1.0, 1.0]), mask, 0.2, 0.0,
+                                      "token", None, weights)
+    loss.backward()
+    assert logprobs.grad[0].tolist() == pytest.approx([-2.0 / 3, -3.0 / 3])

@@ -51,13 +51,6 @@ def test_the_reference_is_whole_below_zero3_and_partitioned_under_it():
     assert learner(zero_stage=3, ranks=8, reference=True)["reference"] == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize(("algorithm", "kl_coef", "lora", "needed"),
-                         [("grpo", 0.02, False, True), ("grpo", 0.0, False, False), ("rloo", 0.1, False, True),
-                          ("dpo", 0.0, False, True), ("rft", 0.02, False, False), ("grpo", 0.02, True, False)])
-def test_needs_reference(algorithm, kl_coef, lora, needed):
-    assert memory.needs_reference(algorithm, kl_coef, lora) is needed
-
-
 def test_activations_logits_and_gathered_modules():
     # One decoder layer saves (6 x 1000 + 2 x 2 x 100 + 4 x 3000) x 2 B = 36,800 B per token; 2 rows x 1000 tokens.
     # Checkpointed: 10 layer inputs of 2000 x 1000 x 2 B = 0.04 GB, plus one recomputed layer and its gradients,

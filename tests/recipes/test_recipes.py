@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tao_ray import algorithms
 from tao_ray.config import load_recipe
 from tao_ray.core import memory
 
@@ -67,7 +68,7 @@ def test_learner_memory_in_the_header_matches_the_recipe_and_fits(path):
         model_shape(text), dtype=recipe.model.dtype, zero_stage=training.zero_stage, ranks=recipe.resources.learners,
         micro_batch_size=training.micro_batch_size, sequence_length=recipe.model.max_model_len,
         response_length=recipe.generation.max_tokens, gradient_checkpointing=training.gradient_checkpointing,
-        reference=memory.needs_reference(training.algorithm, training.kl_coef, lora=False))
+        reference=algorithms.uses_reference(training))
     total, gpu, parts = stated_memory(text, "Learner GPU")
     assert parts == pytest.approx(expected, abs=0.005)  # the header rounds to 2 decimals
     assert total == pytest.approx(sum(expected.values()), abs=0.05)
