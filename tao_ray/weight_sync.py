@@ -4,8 +4,10 @@
 
 - metadata: the (name, dtype, shape) of every tensor, so a receiver can check the sender's model matches its own.
 - init:     set up the channel once (CPU: nothing; CUDA: an NCCL group of learner rank 0 + all generator workers).
-- update:   move the tensors (CPU: one safetensors payload through Ray's object store, reloaded in place;
-            CUDA: one NCCL broadcast per tensor as the learner reads it, straight into the engine's reload).
+- update:   move the tensors (CPU: in the engine's dtype, one safetensors file in the learner's shared memory when
+            learner rank 0 and the generator share a node, else one safetensors payload through Ray's object store;
+            reloaded in place. CUDA: one NCCL broadcast per tensor as the learner reads it, straight into the
+            engine's reload).
 - finish:   drop state derived from the old weights (the engines' prefix caches).
 
 Both paths end in vLLM's in-place `reload_weights`, which also handles CPU weight prepacking (plain
@@ -37,17 +39,91 @@ def metadata(tensors: Iterable[tuple[str, torch.Tensor]]) -> list[TensorMeta]:
     return [TensorMeta(name, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for name, t in tensors]
 
 
-# ---- CPU path: learner packs, generator writes to shared memory, worker reloads in place -------------------------
+# ---- CPU path: learner writes or packs, worker reloads in place from a file in shared memory ---------------------
+#
+# Same node (learner rank 0 and the generator on one raylet): the learner writes the safetensors layout straight into
+# an anonymous shared-memory file it owns (memfd, mapped once and overwritten in place every sync) and sends only its
+# path, /proc/<learner pid>/fd/<fd>; the engine's worker opens it. One copy of the weights on the way, no pickling,
+# nothing left behind in /dev/shm should a process die (the file lives as long as the learner holds it).
+# Other nodes: the same bytes travel through Ray's object store and are staged in a file on the receiving node.
 
-def pack(state_dict: dict[str, torch.Tensor]) -> bytes:
-    """Sender update step (CPU): one contiguous safetensors buffer, which Ray ships without per-tensor pickling."""
+_DTYPES = {"float64": "F64", "float32": "F32", "bfloat16": "BF16", "float16": "F16", "int64": "I64", "int32": "I32",
+           "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}  # safetensors' names
+
+
+def cast(tensor: torch.Tensor, dtype: str | None) -> torch.Tensor:
+    """The tensor in the engine's dtype (None: as it is), on the CPU, contiguous."""
+    tensor = tensor.detach()
+    if dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(getattr(torch, dtype))
+    return tensor.contiguous().cpu()
+
+
+def pack(state_dict: dict[str, torch.Tensor], dtype: str | None = None) -> bytes:
+    """Sender update step (CPU, other node): one contiguous safetensors buffer, which Ray ships without per-tensor
+    pickling. `dtype`: convert floating-point tensors while packing (the engine's dtype; None keeps the learner's)."""
     from safetensors.torch import save
 
-    return save({name: t.detach().contiguous().cpu() for name, t in state_dict.items()})
+    return save({name: cast(t, dtype) for name, t in state_dict.items()})
+
+
+def layout(state_dict: dict[str, torch.Tensor], dtype: str | None = None) -> tuple[bytes, list[tuple[int, int]]]:
+    """The safetensors header (8-byte length + JSON, padded to 8 bytes) and each tensor's (start, end) byte offsets
+    in the file, in `state_dict` order, as `safetensors.safe_open` reads them."""
+    import json
+
+    entries, offset, spans = {}, 0, []
+    for name, t in state_dict.items():
+        out = getattr(torch, dtype) if dtype is not None and t.is_floating_point() else t.dtype
+        size = t.numel() * out.itemsize
+        entries[name] = {"dtype": _DTYPES[str(out).removeprefix("torch.")], "shape": list(t.shape),
+                         "data_offsets": [offset, offset + size]}
+        spans.append((offset, offset + size))
+        offset += size
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    header = len(text).to_bytes(8, "little") + text
+    return header, [(len(header) + a, len(header) + b) for a, b in spans]
+
+
+class SharedWeightsFile:
+    """Sender update step (CPU, same node): an anonymous shared-memory file holding the safetensors layout. Other
+    processes of the node open it as `path`; it is mapped once and rewritten in place (no page faults, no
+    serialization): one copy per tensor, converting the dtype on the way."""
+
+    def __init__(self):
+        self.fd = os.memfd_create("tao-ray-weights")
+        self.path = f"/proc/{os.getpid()}/fd/{self.fd}"
+        self.mapped: torch.Tensor | None = None  # uint8 view of the whole file
+
+    def write(self, state_dict: dict[str, torch.Tensor], dtype: str | None = None) -> int:
+        """Returns the file's size in bytes."""
+        header, spans = layout(state_dict, dtype)
+        size = spans[-1][1] if spans else len(header)
+        if self.mapped is None or self.mapped.numel() != size:
+            self.mapped = None
+            os.ftruncate(self.fd, size)
+            storage = torch.UntypedStorage.from_file(self.path, shared=True, nbytes=size)
+            self.mapped = torch.empty(0, dtype=torch.uint8).set_(storage)
+        self.mapped[:len(header)].copy_(torch.frombuffer(bytearray(header), dtype=torch.uint8))
+        for t, (start, end) in zip(state_dict.values(), spans, strict=True):
+            out = getattr(torch, dtype) if dtype is not None and t.is_floating_point() else t.dtype
+            if end == start:
+                continue
+            if start % out.itemsize == 0:
+                self.mapped[start:end].view(out).view(t.shape).copy_(t.detach())
+            else:  # safetensors packs tensors without padding: a misaligned one goes in as bytes
+                self.mapped[start:end].copy_(cast(t, dtype).reshape(-1).view(torch.uint8))
+        return size
+
+    def close(self) -> None:
+        self.mapped = None
+        os.close(self.fd)
 
 
 def stage_payload(payload: bytes) -> str:
-    """Receiver side (CPU): put the payload in a file the engine's worker process can open; /dev/shm keeps it in RAM."""
+    """Receiver side (CPU, other node): put the payload in a file the engine's worker process can open; /dev/shm
+    keeps it in RAM."""
     directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
     fd, path = tempfile.mkstemp(prefix="tao-ray-weights-", suffix=".safetensors", dir=directory)
     with os.fdopen(fd, "wb") as f:
@@ -118,29 +194,66 @@ class WorkerExtension:
 # ---- driver side: one object per run that walks the protocol across the actors ---------------------------------
 
 class CpuInPlaceSync:
-    """Learner rank 0 -> every generator: one payload in Ray's object store, read by all generators.
-    Every learner rank is asked to pack (ZeRO-3 gathers collectively); only rank 0's payload is non-empty."""
+    """Learner rank 0 -> every generator, in the engines' dtype. A generator on learner rank 0's node opens the
+    learner's shared-memory file (only its path is sent); any other gets one payload through Ray's object store.
+    Every learner rank is asked to pack (ZeRO-3 gathers collectively); only rank 0 writes or returns anything.
+
+    `shared_memory=False` sends everything through the object store (the cross-node path, also on one node);
+    `engine_dtype=False` sends the learner's dtype (the engine converts as it loads)."""
 
     name = "cpu-inplace-reload"
 
-    def __init__(self, learners: list, generators: list):
+    def __init__(self, learners: list, generators: list, shared_memory: bool = True, engine_dtype: bool = True):
         self.learners, self.generators = learners, generators
+        self.shared_memory, self.engine_dtype = shared_memory, engine_dtype
+        self.dtype: str | None = None
+        self.channel: tuple[str, str] | None = None  # (learner rank 0's node id, path of its shared file)
+        self.local: dict = {}  # generator handle (hashed by actor id) -> whether it opens the shared file
 
     def init(self) -> None:
         import ray
 
         names = ray.get([learner.weight_names.remote() for learner in self.learners])[0]
         ray.get([g.check_metadata.remote(names) for g in self.generators])
+        if self.engine_dtype:
+            dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators]))
+            self.dtype = dtypes.pop() if len(dtypes) == 1 else None  # mixed engines: each converts on load
+        if self.shared_memory:
+            self.channel = ray.get(self.learners[0].weights_channel.remote())
+        self.local = {}
+        self._route(self.generators)
+
+    def _route(self, generators: list) -> tuple[list, list]:
+        """(same-node generators, the others). A generator is same-node when it runs on learner rank 0's node and
+        can open the shared file there (checked once per generator actor)."""
+        import ray
+
+        if self.channel is None:
+            return [], list(generators)
+        node, path = self.channel
+        unknown = [g for g in generators if g not in self.local]
+        for g, opens in zip(unknown, ray.get([g.opens_channel.remote(node, path) for g in unknown]), strict=True):
+            self.local[g] = opens
+        local = [g for g in generators if self.local[g]]
+        return local, [g for g in generators if not self.local[g]]
 
     def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
         """Send the learners' weights as policy `version` to `generators` (default: all). Returns the slowest
         generator's receive seconds (the wall time of the whole sync is measured by the caller)."""
         import ray
 
-        payload_refs = [learner.pack_weights.remote() for learner in self.learners]
-        received = ray.get([g.receive_weights.remote(payload_refs[0], version)
-                            for g in generators or self.generators], timeout=timeout_s)
-        ray.get(payload_refs[1:], timeout=timeout_s)
+        local, remote = self._route(generators or self.generators)
+        calls, packs = [], []
+        if local:
+            paths = [learner.pack_weights.remote(self.dtype, True) for learner in self.learners]
+            calls += [g.receive_weights.remote(paths[0], version) for g in local]
+            packs += paths[1:]
+        if remote:
+            payloads = [learner.pack_weights.remote(self.dtype) for learner in self.learners]
+            calls += [g.receive_weights.remote(payloads[0], version) for g in remote]
+            packs += payloads[1:]
+        received = ray.get(calls, timeout=timeout_s)
+        ray.get(packs, timeout=timeout_s)
         return max(received)
 
     def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
@@ -209,9 +322,9 @@ class LoraAdapterSync:
 
 
 def make_sync(device: str, learners: list, generators: list, tensor_parallel_size: int = 1,
-              lora_adapter: bool = False):
+              lora_adapter: bool = False, shared_memory: bool = True):
     if lora_adapter:
         return LoraAdapterSync(learners, generators)
     if device == "cpu":
-        return CpuInPlaceSync(learners, generators)
+        return CpuInPlaceSync(learners, generators, shared_memory=shared_memory)
     return NcclBroadcastSync(learners, generators, tensor_parallel_size)

@@ -195,18 +195,45 @@ class GeneratorActor:
     def parameter_sum(self, name: str) -> float:
         return self.llm.collective_rpc("tao_parameter_sum", args=(name,))[0]
 
-    def receive_weights(self, payload: bytes, version: int = 0) -> float:
-        """update + finish steps on CPU: stage the safetensors payload in shared memory, reload in place."""
-        started = time.perf_counter()
+    def weight_dtype(self) -> str:
+        """The engine's dtype: the learner sends the weights in it."""
+        return str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+
+    def opens_channel(self, node_id: str, path: str) -> bool:
+        """Whether this engine can read a learner's shared-memory weights file: same Ray node, and the path opens."""
+        import ray
+
+        if ray.get_runtime_context().get_node_id() != node_id:
+            return False
+        try:
+            with open(path, "rb"):
+                return True
+        except OSError:
+            return False
+
+    def receive_weights(self, payload: bytes | str, version: int = 0) -> float:
+        """update + finish steps on CPU: reload in place from a safetensors payload (staged in shared memory first)
+        or from the path of a file already there (a same-node learner's shared-memory file)."""
+        started, clock = time.time(), time.perf_counter()
         self.policy_version = -1  # torn: a reload that fails half-way must not pass for the old version
-        path = weight_sync.stage_payload(payload)
+        path = payload if isinstance(payload, str) else weight_sync.stage_payload(payload)
+        staged = time.perf_counter()
         try:
             self.llm.collective_rpc("tao_reload_from_file", args=(path,))
         finally:
-            os.unlink(path)
+            if path is not payload:
+                os.unlink(path)
+        reloaded = time.perf_counter()
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.policy_version = version
-        return time.perf_counter() - started
+        done = time.perf_counter()
+        self.last_receive = {"started": started, "stage_s": staged - clock, "reload_s": reloaded - staged,
+                             "reset_cache_s": done - reloaded}
+        return done - clock
+
+    def receive_timing(self) -> dict[str, float]:
+        """The last receive_weights: its start (wall clock, seconds since the epoch) and the seconds of each step."""
+        return dict(getattr(self, "last_receive", {}))
 
     def receive_adapter(self, files: dict[str, bytes], version: int = 0) -> float:
         """update + finish steps of the adapter path: load the new LoRA adapter now (so its cost is counted

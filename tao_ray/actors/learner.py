@@ -348,12 +348,24 @@ class LearnerActor:
     def weight_names(self) -> list[str]:
         return [name for name, _ in self._full_tensors()]
 
-    def pack_weights(self) -> bytes:
-        """CPU sync, update step: the whole model as one safetensors payload (from rank 0; b"" elsewhere)."""
+    def pack_weights(self, dtype: str | None = None, shared: bool = False) -> bytes | str:
+        """CPU sync, update step: the whole model in `dtype` (the engine's; None: the learner's) as one safetensors
+        payload, or with `shared` written into this rank's shared-memory file (see weights_channel), whose path is
+        returned. Rank 0 only; b"" elsewhere."""
         from tao_ray import weight_sync
 
+        started, clock = time.time(), time.perf_counter()
         state = self._rank0_tensors(copy=False)  # packed at once: ZeRO-2 needs no copy first
-        return weight_sync.pack(state) if self.rank == 0 else b""
+        if self.rank != 0:
+            return b""
+        if shared:
+            self.weights_channel()
+            self._shared_weights.write(state, dtype)
+            out = self._shared_weights.path
+        else:
+            out = weight_sync.pack(state, dtype)
+        self._last_pack = {"started": started, "seconds": time.perf_counter() - clock}
+        return out
 
     def pack_adapter(self) -> dict[str, bytes]:
         """Adapter sync, update step: the LoRA adapter's files (a few MB instead of the whole model)."""
@@ -482,6 +494,21 @@ class LearnerActor:
         now = {"lr": groups[0]["lr"], "weight_decay": groups[0]["weight_decay"],
                "max_grad_norm": getattr(optimizer, "clip_grad", self.engine.gradient_clipping())}
         return {name: [float(restored[name]), float(now[name])] for name in restored}
+
+    def weights_channel(self) -> tuple[str, str]:
+        """CPU sync on one node: (this actor's Ray node id, path of its shared-memory weights file), created once;
+        generators on the same node open the path instead of receiving the weights through the object store."""
+        import ray
+
+        from tao_ray import weight_sync
+
+        if getattr(self, "_shared_weights", None) is None:
+            self._shared_weights = weight_sync.SharedWeightsFile()
+        return ray.get_runtime_context().get_node_id(), self._shared_weights.path
+
+    def pack_timing(self) -> dict[str, float]:
+        """The last pack_weights on this rank: its start (wall clock, seconds since the epoch) and duration."""
+        return dict(getattr(self, "_last_pack", {}))
 
 
 def _float_or_none(value) -> float | None:

@@ -86,6 +86,26 @@ def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     assert ray.get(generator.parameter_sum.remote(embedding)) == base_sum
 
 
+def test_sync_uses_shared_memory_on_one_node_and_the_object_store_across_nodes(generator, learner, model_dir):
+    """Same node: the generator reads the learner's shared-memory file (only its path is sent). A generator on
+    another node (simulated: the channel names a different node) gets the payload through the object store."""
+    embedding = "model.embed_tokens.weight"
+    sync = weight_sync.CpuInPlaceSync([learner], [generator])
+    sync.init()
+    assert sync.dtype == "float32" and sync._route([generator]) == ([generator], [])
+    ray.get(learner.scale_parameter.remote(embedding, 2.0))
+    sync.update(1)
+    assert ray.get(generator.parameter_sum.remote(embedding)) == ray.get(learner.parameter_sum.remote(embedding))
+    off_node = weight_sync.CpuInPlaceSync([learner], [generator])
+    off_node.init()
+    off_node.channel, off_node.local = ("another-node", off_node.channel[1]), {}
+    assert off_node._route([generator]) == ([], [generator])
+    ray.get(learner.scale_parameter.remote(embedding, 0.5))
+    off_node.update(2)
+    assert ray.get(generator.parameter_sum.remote(embedding)) == ray.get(learner.parameter_sum.remote(embedding))
+    ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
+
+
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_two_learner_ranks_take_identical_steps(generator, model_dir, zero_stage):
     learners = start_learners(model_dir, 2, training_section(lr=1e-5, micro_batch_size=4, zero_stage=zero_stage))
