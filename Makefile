@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tao-ray-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean bench
 
 install: $(STAMP)
 
@@ -44,6 +44,26 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools
+
+# The TRL side of benchmarks/peer_trl.py. TRL is never a tao-ray dependency: it goes into its own venv, which sees
+# .venv's packages through a .pth file (a venv made from .venv's python would not: it is based on the system
+# Python), and pip is held to .venv's versions by a constraints file, so torch and transformers are the same ones.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.trl-installed
+TRL_VERSION ?= 1.16.0
+
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.peer_trl
+
+$(BENCH_STAMP): $(STAMP)
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	echo "import site; site.addsitedir('$$($(PY) -c 'import site; print(site.getsitepackages()[0])')')" \
+		> "$$($(BENCH_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/tao-ray-venv.pth"
+	$(PY) -m pip freeze --all --exclude-editable > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet trl==$(TRL_VERSION) -c $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/python -c "import trl, torch, transformers, tao_ray; print('trl', trl.__version__, 'torch', \
+	torch.__version__, 'transformers', transformers.__version__)"
+	touch $(BENCH_STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
