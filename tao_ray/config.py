@@ -151,8 +151,9 @@ class HttpOptions:
 class ScoringSection:
     reward: str = "constraints"
     """One scorer, or a weighted sum such as `0.7*sql + 0.3*reward_model`. Scorers: constraints (fraction of the
-    prompt's constraints met), sql, math (needs each prompt's "answer"), reward_model, judge, function, http.
-    Each component is logged on its own (reward/<name>)."""
+    prompt's constraints met), instructions (IFEval-format instructions followed, strict; needs each prompt's
+    "instruction_id_list" and "kwargs"), sql, math (needs each prompt's "answer"), reward_model, judge, function,
+    http. Each component is logged on its own (reward/<name>)."""
     timeout_s: float = 10.0
     """Per-sample time limit for sql, math and function scorers: a sample that runs longer is excluded and counted
     as failed, and the run continues."""

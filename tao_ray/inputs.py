@@ -165,6 +165,12 @@ def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptReco
             if missing is not None:
                 raise TaoError(f"{file}: prompt id {missing.id!r} has no \"answer\", which the math scorer "
                                f"({locate(recipe, 'scoring.reward')}) needs")
+    if "instructions" in names:
+        for file, records in prompt_files:
+            missing = next((r for r in records if not r.instruction_id_list), None)
+            if missing is not None:
+                raise TaoError(f"{file}: prompt id {missing.id!r} has no \"instruction_id_list\" (with \"kwargs\"), "
+                               f"which the instructions scorer ({locate(recipe, 'scoring.reward')}) needs")
     if "judge" in names:
         return resolve_model_path(scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
                                   "'scoring.judge.model'", resolve_path(scoring.judge.model, recipe))
