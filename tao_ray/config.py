@@ -46,6 +46,15 @@ class DataSection:
     """Use only the first N held-out prompts (null: all)."""
     max_prompt_tokens: int = 512
     """A prompt longer than this, after the chat template, is reported with its file and line."""
+    mix: str = "all"
+    """When data.train_prompts names a prompt store (made by `tao-ray ingest`; its newest version is read): all
+    (every stored prompt, uniformly), recent (only the prompts of the newest data.recent_versions versions) or
+    upweight_recent (every prompt, drawn with weight 0.5^(age / data.half_life_versions), age = how many versions
+    older than the newest; an epoch is then as many draws with replacement). See tao_ray/data/mix.py."""
+    recent_versions: int = 1
+    """With data.mix=recent: how many of the newest store versions to train on."""
+    half_life_versions: float = 1.0
+    """With data.mix=upweight_recent: the age, in versions, at which a prompt's weight halves."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +328,7 @@ class Recipe:
 REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
+    "data.mix": ("all", "recent", "upweight_recent"),
     "generation.strategy": STRATEGIES,
     "generation.distance": ("embedding", "jaccard"),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
@@ -540,6 +550,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    if recipe.data.recent_versions < 1 or recipe.data.half_life_versions <= 0:
+        fail("data.recent_versions" if recipe.data.recent_versions < 1 else "data.half_life_versions",
+             "must be positive")
     _validate_generation(recipe.generation, fail)
     for key in ("scoring.timeout_s", "scoring.sql.timeout_s", "scoring.http.timeout_s"):
         if get(recipe, key) <= 0:
