@@ -193,7 +193,8 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
     store, log = Path(store), Path(log)
     if store.exists() and not store.is_dir():
         raise TaoError(f"{store}: --store must be a directory (a prompt store, or a new one to create)")
-    if store.is_dir() and any(store.iterdir()) and not is_store(store):
+    # .lock alone is what an interrupted first ingest leaves: the directory is still ours to fill.
+    if store.is_dir() and any(p.name != ".lock" for p in store.iterdir()) and not is_store(store):
         raise TaoError(f"{store}: --store names a non-empty directory that is not a prompt store (no {STORE_FILE}); "
                        "name a new directory or an existing store")
     candidates = _read_log(log)
