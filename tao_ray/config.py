@@ -47,6 +47,15 @@ class DataSection:
     """Use only the first N held-out prompts (null: all)."""
     max_prompt_tokens: int = 512
     """A prompt longer than this, after the chat template, is reported with its file and line."""
+    mix: str = "all"
+    """When data.train_prompts names a prompt store (made by `tao-ray ingest`; its newest version is read): all
+    (every stored prompt, uniformly), recent (only the prompts of the newest data.recent_versions versions) or
+    upweight_recent (every prompt, drawn with weight 0.5^(age / data.half_life_versions), age = how many versions
+    older than the newest; an epoch is then as many draws with replacement). See tao_ray/data/mix.py."""
+    recent_versions: int = 1
+    """With data.mix=recent: how many of the newest store versions to train on."""
+    half_life_versions: float = 1.0
+    """With data.mix=upweight_recent: the age, in versions, at which a prompt's weight halves."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +165,9 @@ class HttpOptions:
 class ScoringSection:
     reward: str = "constraints"
     """One scorer, or a weighted sum such as `0.7*sql + 0.3*reward_model`. Scorers: constraints (fraction of the
-    prompt's constraints met), sql, math (needs each prompt's "answer"), reward_model, judge, function, http.
-    Each component is logged on its own (reward/<name>)."""
+    prompt's constraints met), instructions (IFEval-format instructions followed, strict; needs each prompt's
+    "instruction_id_list" and "kwargs"), sql, math (needs each prompt's "answer"), reward_model, judge, function,
+    http. Each component is logged on its own (reward/<name>)."""
     timeout_s: float = 10.0
     """Per-sample time limit for sql, math and function scorers: a sample that runs longer is excluded and counted
     as failed, and the run continues."""
@@ -343,6 +353,7 @@ CHOICES = {
     "generation.dtype": ("auto", "float32", "bfloat16"),
     "training.compute_dtype": ("auto", "float32", "bfloat16"),
     "run.max_staleness": (0, 1),
+    "data.mix": ("all", "recent", "upweight_recent"),
     "generation.strategy": STRATEGIES,
     "generation.distance": ("embedding", "jaccard"),
     "training.algorithm": ("grpo", "rloo", "dpo", "rft"),
@@ -564,6 +575,9 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    if recipe.data.recent_versions < 1 or recipe.data.half_life_versions <= 0:
+        fail("data.recent_versions" if recipe.data.recent_versions < 1 else "data.half_life_versions",
+             "must be positive")
     _validate_generation(recipe.generation, fail)
     for key in ("scoring.timeout_s", "scoring.sql.timeout_s", "scoring.http.timeout_s"):
         if get(recipe, key) <= 0:

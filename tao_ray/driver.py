@@ -63,7 +63,7 @@ class TaoDriver:
     def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False):
         self.recipe, self.inputs, self.resume, self.actor_logs = recipe, inputs, resume, actor_logs
         self.run_dir = recipe.run_dir.resolve()  # actors, possibly on other nodes, get absolute paths
-        self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed)
+        self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed, weights=inputs.train_weights)
         self.started_ray = False
         self.started_at = time.perf_counter()
         self.policy_version = 0  # the iteration whose weights the generators serve (0: the base model)
@@ -438,7 +438,8 @@ class TaoDriver:
                                   if values[0] != values[1]}
         done = state["iteration"]
         self.sync_weights(done)
-        self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"])
+        self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"],
+                                 weights=self.inputs.train_weights)
         self.tracker.summary["iterations"] = [row for row in rows if row["iteration"] <= done]
         return done
 
@@ -472,7 +473,7 @@ class TaoDriver:
 
     def load_base(self) -> int:
         self.sync_weights(0)
-        self.order = PromptOrder(len(self.inputs.train), seed=self.recipe.run.seed)
+        self.order = PromptOrder(len(self.inputs.train), seed=self.recipe.run.seed, weights=self.inputs.train_weights)
         self.tracker.summary["iterations"] = self.tracker.summary["iterations"][:1]
         return 0
 

@@ -29,6 +29,8 @@ class RunInputs:
     judge_model_dir: str | None = None
     scoring_paths: dict[str, str] | None = None
     """Scorer files resolved to absolute paths (actors may run in another directory), by dotted key under scoring."""
+    train_weights: list[float] | None = None
+    """Sampling weight per training prompt (data.mix=upweight_recent), None for a uniform shuffle."""
 
 
 def resolve_path(raw: str, recipe: Recipe) -> Path:
@@ -115,11 +117,33 @@ def check_prompt_lengths(records: list[PromptRecord], model_dir: str, limit: int
                            f"({limit}); shorten it or raise the limit")
 
 
+def pin_store_version(recipe: Recipe) -> Recipe:
+    """data.train_prompts naming a prompt store becomes its newest version's directory, so that the run reads one
+    fixed set, and --resume refuses (rather than silently shuffles) a store that got a new version meanwhile."""
+    from tao_ray.data.store import is_store, newest_version
+
+    raw = recipe.data.train_prompts
+    path = resolve_path(raw, recipe)
+    if not raw or not is_store(path):
+        return recipe
+    newest = newest_version(path)
+    pinned = str(Path(raw) / "versions" / newest.name)
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, train_prompts=pinned))
+
+
 def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
+    from tao_ray.data import mix
+    from tao_ray.data.store import prompts_file
+
     data = recipe.data
-    train_file = resolve_path(data.train_prompts, recipe)
+    train_file = prompts_file(resolve_path(data.train_prompts, recipe))  # a file, a store or one of its versions
     heldout_file = resolve_path(data.heldout_prompts, recipe)
     train = load_prompts(train_file, data.max_train_prompts, key="data.train_prompts")
+    try:
+        train, train_weights = mix.select(train, data.mix, data.recent_versions, data.half_life_versions)
+    except ValueError as exc:
+        raise TaoError(f"{locate(recipe, 'data.mix')}: key 'data.mix' is {data.mix!r}: {exc}; data.train_prompts "
+                       f"names {data.train_prompts}") from None
     heldout = load_prompts(heldout_file, data.max_heldout_prompts, key="data.heldout_prompts")
     model_dir = resolve_model(recipe)
     if check_lengths:
@@ -129,7 +153,7 @@ def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
     scoring_paths = {key: str(resolve_path(raw, recipe).resolve()) for key, raw in (
         ("sql.database", recipe.scoring.sql.database), ("reward_model.path", recipe.scoring.reward_model.path)) if raw}
     return RunInputs(model_dir=model_dir, train=train, heldout=heldout, judge_model_dir=judge_model_dir,
-                     scoring_paths=scoring_paths)
+                     scoring_paths=scoring_paths, train_weights=train_weights)
 
 
 def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptRecord]]]) -> str | None:
@@ -165,6 +189,12 @@ def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptReco
             if missing is not None:
                 raise TaoError(f"{file}: prompt id {missing.id!r} has no \"answer\", which the math scorer "
                                f"({locate(recipe, 'scoring.reward')}) needs")
+    if "instructions" in names:
+        for file, records in prompt_files:
+            missing = next((r for r in records if not r.instruction_id_list), None)
+            if missing is not None:
+                raise TaoError(f"{file}: prompt id {missing.id!r} has no \"instruction_id_list\" (with \"kwargs\"), "
+                               f"which the instructions scorer ({locate(recipe, 'scoring.reward')}) needs")
     if "judge" in names:
         return resolve_model_path(scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
                                   "'scoring.judge.model'", resolve_path(scoring.judge.model, recipe))

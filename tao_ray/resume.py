@@ -54,6 +54,9 @@ REFUSED = (
     "data.max_heldout_prompts",   # across iterations (best checkpoint, early stop): the set must stay the same
     "generation.prompts_per_iteration",  # what one iteration (one row, one optimizer step) trains on: B prompts
     "generation.samples_per_prompt",     # of G samples each, G also being the group the advantages normalize over
+    "data.mix",                   # the saved prompt order is a position among exactly these prompts ...
+    "data.recent_versions",       # ... (recent keeps the newest versions' prompts only)
+    "data.half_life_versions",    # ... drawn with exactly these weights
 )
 OPTIMIZER = ("training.lr", "training.weight_decay", "training.max_grad_norm")
 NOT_COMPARED = ("run.name", "run.output_dir", "source", "overrides")

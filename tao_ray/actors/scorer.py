@@ -33,8 +33,16 @@ class ScorerActor:
         self._reset_stats()
 
     def _reset_stats(self) -> None:
+        # Every key exists from the start, so each scorer reports the same keys for the driver to merge.
         self.sums = {name: [0.0, 0] for name in self.weights}
+        self.sums.update({f"{name}/{metric}": [0.0, 0] for name, component in self.components.items()
+                          for metric in getattr(component, "metric_names", ())})
         self.failed, self.reasons = 0, []
+
+    def _add(self, key: str, flat: list[float | None]) -> None:
+        values = [x for x in flat if x is not None]
+        self.sums[key][0] += sum(values)
+        self.sums[key][1] += len(values)
 
     def score(self, records: list[dict], responses: list[list[str]]) -> Scores:
         """Raw and learning scores per record; `responses` should be whole groups when normalizing (the adaptive
@@ -45,9 +53,9 @@ class ScorerActor:
         for name, component in self.components.items():
             flat = component.score(flat_records, flat_texts)
             self.reasons.extend(f"{name}: {reason}" for reason in getattr(component, "last_failures", []))
-            values = [x for x in flat if x is not None]
-            self.sums[name][0] += sum(values)
-            self.sums[name][1] += len(values)
+            self._add(name, flat)
+            for metric in getattr(component, "metric_names", ()):
+                self._add(f"{name}/{metric}", component.last_metrics[metric])
             per_component[name] = _regroup(flat, [len(texts) for texts in responses])
         scores = self.composition.apply(per_component)
         self.failed += scores.failed
@@ -63,7 +71,8 @@ class ScorerActor:
         return True
 
     def take_stats(self) -> dict[str, Any]:
-        """Raw mean per component (reward/<name>), failures and their last reasons since the previous call."""
+        """Raw mean per component (reward/<name>) and of its extra metrics (reward/<name>/<metric>), failures and
+        their last reasons since the previous call."""
         stats = {f"reward/{name}": (total / count if count else None) for name, (total, count) in self.sums.items()}
         stats.update({"scoring/failed": self.failed, "scoring/failure_reasons": list(self.reasons)})
         self._reset_stats()

@@ -3,7 +3,9 @@
 A line is either {"messages": [{"role": "user", "content": "..."}, ...]} (OpenAI chat format) or {"prompt": "..."},
 plus optional "id", "constraints" (checked by the constraint verifier), "answer" (the reference final answer, for
 the math scorer), "reference_sql" (a query whose result the sql scorer compares against), "reference_response" (the
-judge's pairwise reference) and "metadata" (kept, passed to function and http scorers, not interpreted).
+judge's pairwise reference), "instruction_id_list" with "kwargs" (verifiable instructions in IFEval's format, checked
+by the instructions scorer; see rewards/instructions.py) and "metadata" (kept, passed to function and http scorers,
+not interpreted).
 In: a path. Out: a list of `PromptRecord`, or a TaoError naming the file, line and key.
 """
 
@@ -18,7 +20,8 @@ from tao_ray.errors import TaoError
 from tao_ray.rewards.constraints import validate_constraint
 
 REFERENCE_KEYS = ("answer", "reference_sql", "reference_response")
-KNOWN_KEYS = {"id", "messages", "prompt", "constraints", "metadata", *REFERENCE_KEYS}
+INSTRUCTION_KEYS = ("instruction_id_list", "kwargs")
+KNOWN_KEYS = {"id", "messages", "prompt", "constraints", "metadata", *REFERENCE_KEYS, *INSTRUCTION_KEYS}
 ROLES = {"system", "user", "assistant"}
 
 
@@ -32,12 +35,16 @@ class PromptRecord:
     answer: str | None = None
     reference_sql: str | None = None
     reference_response: str | None = None
+    instruction_id_list: tuple[str, ...] = ()
+    instruction_kwargs: tuple[dict[str, Any], ...] = ()
+    """One dict per instruction id: the "kwargs" key of the prompt file."""
 
     def as_dict(self) -> dict[str, Any]:
         """The plain form that reward functions receive."""
         return {"id": self.id, "messages": list(self.messages), "constraints": list(self.constraints),
                 "metadata": self.metadata, "answer": self.answer, "reference_sql": self.reference_sql,
-                "reference_response": self.reference_response}
+                "reference_response": self.reference_response, "instruction_id_list": list(self.instruction_id_list),
+                "kwargs": [dict(k) for k in self.instruction_kwargs]}
 
 
 def _record(obj: Any, where: str, index: int) -> PromptRecord:
@@ -73,6 +80,16 @@ def _record(obj: Any, where: str, index: int) -> PromptRecord:
         problem = validate_constraint(constraint)
         if problem:
             raise TaoError(f"{where}: key 'constraints': {problem}")
+    instruction_ids, instruction_kwargs = obj.get("instruction_id_list"), obj.get("kwargs")
+    if instruction_ids is not None or instruction_kwargs is not None:
+        if instruction_ids is None:
+            raise TaoError(f"{where}: key 'kwargs' needs 'instruction_id_list' beside it")
+        # Imported only for files that use instructions: the checks library is heavy to load.
+        from tao_ray.rewards.instructions import validate_instructions
+
+        problem = validate_instructions(instruction_ids, [] if instruction_kwargs is None else instruction_kwargs)
+        if problem:
+            raise TaoError(f"{where}: {problem}")
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
         raise TaoError(f"{where}: key 'metadata' must be an object")
@@ -85,7 +102,8 @@ def _record(obj: Any, where: str, index: int) -> PromptRecord:
             raise TaoError(f"{where}: key '{key}' must be a non-empty string")
         references[key] = value
     return PromptRecord(id=str(obj.get("id", index)), messages=messages, constraints=tuple(constraints),
-                        metadata=metadata, **references)
+                        metadata=metadata, instruction_id_list=tuple(instruction_ids or ()),
+                        instruction_kwargs=tuple(instruction_kwargs or ()), **references)
 
 
 def load_prompts(path: str | Path, limit: int | None = None, key: str = "prompt file") -> list[PromptRecord]:

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-SCORERS = ("constraints", "sql", "math", "reward_model", "judge", "function", "http")
+SCORERS = ("constraints", "instructions", "sql", "math", "reward_model", "judge", "function", "http")
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]\w*)\s*$")
 
 

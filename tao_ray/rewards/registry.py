@@ -1,8 +1,10 @@
 """Scorer names in recipes -> scoring components: objects with `score(records, responses) -> [float | None]`.
 
-Per-sample verifiers are wrapped so one bad sample cannot stop the run: the trusted built-in `constraints` runs
-inline; sql, math and user functions run in a child process with the recipe's per-sample timeout. Batch scorers
-(reward_model, http, judge) score a whole list at once. Heavy imports happen only for the scorers a recipe names.
+Per-sample verifiers are wrapped so one bad sample cannot stop the run: the trusted built-in `constraints` and the
+official `instructions` checks run inline; sql, math and user functions run in a child process with the recipe's
+per-sample timeout. Batch scorers (reward_model, http, judge) score a whole list at once. Heavy imports happen only
+for the scorers a recipe names. A component may also report per-sample metrics beside its score: it names them in
+`metric_names` and leaves the latest values in `last_metrics` (logged as reward/<scorer>/<metric>).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def build(name: str, scoring: dict[str, Any], device: str = "cpu", judges: list 
     timeout_s = scoring["timeout_s"]
     if name == "constraints":
         return InlineSampler(constraint_reward)
+    if name == "instructions":
+        from tao_ray.rewards.instructions import InstructionsComponent
+
+        return InstructionsComponent()
     if name == "sql":
         from tao_ray.rewards.sql import sql_reward
 

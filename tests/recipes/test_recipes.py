@@ -99,3 +99,25 @@ def test_recipes_launched_as_ray_jobs_write_to_an_absolute_output_dir(path):
     if "ray job submit" in path.read_text():
         assert Path(load_recipe(path).run.output_dir).is_absolute()
         assert "python -m tao_ray run" in path.read_text()  # the entrypoint needs no console script on PATH
+
+
+# ---- prompt files against the scorers that read them ----
+# A verifier scorer needs fields in every prompt (instructions, reference answers): a shipped recipe whose prompts lack
+# them would fail only at launch, so its files are loaded and checked here as `tao-ray run` checks them.
+
+VERIFIED = [p for p in RECIPES if load_recipe(p).scoring.reward in ("constraints", "instructions", "math")]
+
+
+@pytest.mark.parametrize("path", VERIFIED, ids=[p.stem for p in VERIFIED])
+def test_recipe_prompts_carry_what_its_scorer_needs(path):
+    from tao_ray.data.prompts import load_prompts
+    from tao_ray.inputs import check_scoring, resolve_path
+
+    recipe = load_recipe(path)
+    files = [resolve_path(raw, recipe) for raw in (recipe.data.train_prompts, recipe.data.heldout_prompts)]
+    check_scoring(recipe, [(file, load_prompts(file)) for file in files])
+
+
+def test_the_instructions_recipe_uses_the_instructions_scorer():
+    assert Path("recipes/instructions-cpu.yaml") in VERIFIED
+    assert load_recipe("recipes/instructions-cpu.yaml").scoring.reward == "instructions"
