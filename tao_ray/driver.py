@@ -140,7 +140,9 @@ class TaoDriver:
     def run(self) -> dict[str, Any]:
         done = self.restore() if self.resume else 0
         if done == 0:
-            self.log_iteration(0, self.evaluate(), timing={}, train_row={})
+            # The base model's evaluation, with iteration 1's samples in the same engine calls.
+            self.log_iteration(0, self.evaluate(with_next_batch=self.recipe.run.iterations > 0), timing={},
+                               train_row={})
         iteration = done + 1
         while iteration <= self.recipe.run.iterations:
             try:
@@ -364,7 +366,8 @@ class TaoDriver:
         (None where the scorer failed on an answer). `with_next_batch`: the next iteration's samples are drawn in
         the same engine calls (pipeline.py)."""
         heldout = self.inputs.heldout
-        if with_next_batch:
+        # Adaptive sampling scores as it draws: its scoring would mix with the evaluation's.
+        if with_next_batch and self.recipe.generation.strategy != "adaptive":
             prompts, before = self.take_next_prompts()
             samples, generations = self.generate(prompts, answer=heldout)
             self.next_batch = pipeline.NextBatch(prompts, before, generations=samples)

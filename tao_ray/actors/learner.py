@@ -83,9 +83,11 @@ class LearnerActor:
             self.reference = self._frozen_reference(torch_dtype, bf16, zero3)
         self.engine = distributed.make_engine(policy, training.lr, training.weight_decay, ds_config)
         self.torch_device = self.engine.device
-        # Every rank checks (under ZeRO-3 the check's forward gathers parameters collectively).
-        self.chunked_head = True
-        self.chunked_head = head_is_separable(self.engine.module, self._causal_lm(), policy.config.vocab_size)
+        # Under ZeRO-3 the plain path: recomputing a chunk of the output projection in the backward pass finds its
+        # (partitioned, possibly tied) weight released.
+        self.chunked_head = not zero3
+        if self.chunked_head:
+            self.chunked_head = head_is_separable(self.engine.module, self._causal_lm(), policy.config.vocab_size)
         if self.reference is not None and not zero3:
             self.reference.to(self.torch_device)
         self.sync_channel = None

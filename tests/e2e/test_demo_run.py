@@ -1,6 +1,7 @@
 """The demo recipe end to end through the real command: local Ray, 2 vLLM generators, 2 scorers, a DeepSpeed
 learner, weight sync, held-out eval, checkpoints, summary.json and offline W&B. Sampling is adaptive, so the
-generators call the scorers while they sample."""
+generators call the scorers while they sample; and one step off-policy, so iteration 2's batch is drawn on the base
+weights while the learner takes step 1."""
 
 import json
 import subprocess
@@ -18,7 +19,7 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     overrides = ["run.iterations=2", "data.max_heldout_prompts=8", "generation.prompts_per_iteration=4",
                  "generation.max_tokens=32", "generation.kv_cache_gb=0.25", "resources.generators=2",
                  "resources.scorers=2", "resources.learner_cpus=1", "generation.strategy=adaptive",
-                 f"run.output_dir={tmp_path}"]
+                 "run.max_staleness=1", f"run.output_dir={tmp_path}"]
     result = subprocess.run([sys.executable, "-m", "tao_ray", "run", "recipes/demo-cpu.yaml", *overrides],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -38,6 +39,12 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
         assert row["tokens_generated"] > 0 and row["weight_sync_s"] > 0
         assert set(row["timing_s"]) >= {"generate", "score", "train", "sync", "eval"}
         assert all(seconds > 0 for stage, seconds in row["timing_s"].items() if stage != "score")
+    # Iteration 1 samples on the base weights; so does iteration 2, drawn while step 1 ran: its rows are one
+    # version stale, and the learner reweighted their tokens.
+    assert [row["policy_version"]["samples"] for row in trained] == [[0], [0]]
+    assert "stale_tokens" not in trained[0]["train"] and trained[1]["train"]["stale_tokens"] > 0
+    assert 0 < trained[1]["train"]["importance_weight"] <= 2.0 and trained[1]["sampled_ahead_s"] > 0
+    assert set(summary["dtypes"]) == {"weights", "learner_compute", "engine"}
     assert summary["weight_sync"]["path"] == "cpu-inplace-reload"
     assert summary["best_iteration"] in (0, 1, 2)
     best = Path(summary["checkpoint_dir"])
