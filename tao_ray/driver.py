@@ -171,6 +171,7 @@ class TaoDriver:
             note.append(f"{len(batch)} samples")
             if self.next_batch is not None:
                 self.next_batch.settle()
+        self.complete_checkpoint(wait=False)  # the previous iteration's, if its files are written
         with self.timed(timing, "sync", iteration) as note:
             receive_s = self.sync_weights(iteration)
             note.append(f"policy version {iteration} to {len(self.generators)} generator(s)")
@@ -192,9 +193,11 @@ class TaoDriver:
             "train_reward_mean": mean(flat_rewards),
             "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
             "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
-            "tokens_per_s": tokens / timing["generate"] if timing["generate"] else None,
+            # Samples drawn with the evaluation have no time of their own; drawn in the background, that thread's.
+            "tokens_per_s": tokens / sampling_s if (sampling_s := timing.get("sampled_ahead", timing["generate"]))
+            else None,
             "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-            "sampled_ahead_s": timing.pop("sampled_ahead", None),
+            "sampled_ahead_s": timing.get("sampled_ahead"),
             "checkpoint_write_s": self.checkpoint_write_s,
             "scoring": scoring,
             "prompt_ids": [p.id for p in prompts], "prompt_order": self.order_state(),
@@ -397,16 +400,23 @@ class TaoDriver:
         state = {"iteration": iteration, "prompt_order": self.order_state(), "best": best}
         self.pending_checkpoint = (staging, iteration, state, best)
 
-    def complete_checkpoint(self) -> None:
-        """Wait for the pending checkpoint's files, rename it into place and prune older ones."""
+    def complete_checkpoint(self, wait: bool = True) -> None:
+        """Wait for the pending checkpoint's files, rename it into place and prune older ones. Without `wait`, only
+        if every file is written already (asked between stages, so that a checkpoint becomes resumable early)."""
         if self.pending_checkpoint is None:
+            return
+        if not wait and not all(self.supervisor.on_learners(
+                self.learners, lambda learner, _: learner.writes_done.remote(), "control")):
             return
         staging, iteration, state, best = self.pending_checkpoint
         self.pending_checkpoint = None
         self.checkpoint_write_s = max(self.supervisor.on_learners(
             self.learners, lambda learner, _: learner.wait_for_writes.remote(), "checkpoint"))
-        checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir, state)
+        final = checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir,
+                                   state)
         checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, best)
+        self.tracker.stage(f"checkpoint {final.name} complete (written in {self.checkpoint_write_s:.1f}s in the "
+                           "background)")
 
     def restore(self) -> int:
         """Continue from the newest complete checkpoint: learner state, generator weights, prompt order and the

@@ -25,6 +25,9 @@ class BackgroundWriter:
 
         self.pending.append(self.executor.submit(timed))
 
+    def done(self) -> bool:
+        return all(future.done() for future in self.pending)
+
     def wait(self) -> float:
         """Seconds the writes took (not how long this call waited)."""
         pending, self.pending = self.pending, []

@@ -413,6 +413,10 @@ class LearnerActor:
             self.save_state(f"{directory}/learner", background=True)
         return time.perf_counter() - started
 
+    def writes_done(self) -> bool:
+        writer = getattr(self, "writer", None)
+        return writer is None or writer.done()
+
     def wait_for_writes(self) -> float:
         """Block until every background checkpoint file is written; returns the seconds the writes took."""
         writer = getattr(self, "writer", None)

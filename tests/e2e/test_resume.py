@@ -31,7 +31,9 @@ def test_sigkill_mid_iteration_then_resume(tmp_path):
     seen = []
     for line in run.stdout:
         seen.append(line)
-        if "iter 2/3 generate" in line:  # iteration 1 is checkpointed; iteration 2 is half done
+        # Checkpoints are written in the background: iteration 1's is complete (renamed into place) while iteration
+        # 2 runs, which is then killed half done.
+        if "checkpoint iter-0001 complete" in line:
             break
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=60)
