@@ -44,10 +44,11 @@ def main(argv: list[str]) -> int:
 
     generate, score, learn = driver.generate, driver.score, driver.learn
 
-    def generate_and_kill(prompts, greedy=False):
+    def generate_and_kill(prompts, greedy=False, answer=None):
+        # Sampling calls only (an iteration's batch may be drawn with the previous evaluation's answers).
         if not greedy and due("generator"):
             kill_soon(lambda: driver.generators[0], 0.3)
-        return generate(prompts, greedy)
+        return generate(prompts, greedy, answer)
 
     def score_and_kill(prompts, generations, scorers=None):
         if scorers is None and due("scorer"):
