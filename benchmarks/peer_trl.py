@@ -132,6 +132,17 @@ def dtype_knobs_present() -> bool:
             and "dtype" in {f.name for f in dataclasses.fields(GenerationSection)})
 
 
+def run_side(command: list[str]) -> tuple[subprocess.CompletedProcess | str, float]:
+    """One side's subprocess, from the repository root: (the finished process, or why it was stopped; seconds)."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                              timeout=SIDE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        return f"timed out after {exc.timeout} s", time.perf_counter() - started
+    return done, time.perf_counter() - started
+
+
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
@@ -170,14 +181,9 @@ def run_tao(name: str, dtype: str, kl_coef: float, iterations: int, warmup: int,
             output_dir: Path) -> dict[str, Any]:
     overrides = tao_overrides(dtype, kl_coef, iterations, knobs) + [f"run.output_dir={output_dir}",
                                                                     f"run.name=tao-{name}"]
-    command = [sys.executable, "-m", "tao_ray", "run", RECIPE, *overrides, "--overwrite"]
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                              timeout=SIDE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        return {"error": f"timed out after {exc.timeout} s", "overrides": overrides}
-    wall = time.perf_counter() - started
+    done, wall = run_side([sys.executable, "-m", "tao_ray", "run", RECIPE, *overrides, "--overwrite"])
+    if isinstance(done, str):
+        return {"error": done, "overrides": overrides}
     # Without the dtype keys tao-ray computes in model.dtype, float32, whatever the configuration asks.
     base = {"dtype": dtype if knobs else "float32", "dtype_keys": knobs, "overrides": overrides, "wall_s": wall}
     summary_path = output_dir / f"tao-{name}" / "summary.json"
@@ -245,15 +251,10 @@ def trl_worker(dtype: str, kl_coef: float, steps: int) -> dict[str, Any]:
 
 
 def run_trl(python: Path, dtype: str, kl_coef: float, steps: int, warmup: int) -> dict[str, Any]:
-    command = [str(python), "-m", "benchmarks.peer_trl", "trl-worker", "--dtype", dtype, "--kl", str(kl_coef),
-               "--steps", str(steps)]
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                              timeout=SIDE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        return {"error": f"timed out after {exc.timeout} s", "dtype": dtype}
-    wall = time.perf_counter() - started
+    done, wall = run_side([str(python), "-m", "benchmarks.peer_trl", "trl-worker", "--dtype", dtype, "--kl",
+                           str(kl_coef), "--steps", str(steps)])
+    if isinstance(done, str):
+        return {"error": done, "dtype": dtype}
     found = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not found:
         return {"error": tail(done.stderr or done.stdout), "returncode": done.returncode, "dtype": dtype,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -26,7 +26,6 @@ class NextBatch:
     """Background sampling and scoring: (generations, scores, scoring stats, seconds)."""
     generations: list | None = None
     """Drawn with the held-out evaluation; scored when the iteration starts."""
-    started: float = field(default_factory=time.perf_counter)
 
     def result(self) -> tuple:
         """(generations, scores or None, scoring stats or None, seconds the sampling took)."""

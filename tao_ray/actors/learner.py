@@ -12,6 +12,7 @@ import time
 
 from tao_ray import algorithms
 from tao_ray.actors import distributed, logs
+from tao_ray.actors.background_writes import BackgroundWriter
 from tao_ray.batch import RolloutBatch
 from tao_ray.config import TrainingSection
 
@@ -26,6 +27,7 @@ class LearnerActor:
         self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
         self.temperature = temperature if temperature > 0 else 1.0
         self.algorithm = algorithms.get(training.algorithm)
+        self.writer = BackgroundWriter()  # checkpoint files written while training goes on
 
     def ping(self) -> int:
         """A liveness probe: answers at once unless the rank is dead or stuck."""
@@ -174,19 +176,15 @@ class LearnerActor:
         from tao_ray.core.sequences import pack
 
         weight = 1.0 if chunk else 0.0
-        rows = chunk or list(range(min(self.algorithm.rows_per_unit, len(shard))))
-        if len(rows) == self.algorithm.rows_per_unit or chunk:
-            prompts = [shard.prompt_token_ids[j] for j in rows]
-            responses = [shard.response_token_ids[j] for j in rows]
-            advantages = [shard.advantages[j] for j in rows]
-        else:
-            rows = []
-            prompts = responses = [[self.pad_id]] * self.algorithm.rows_per_unit
-            advantages = [0.0] * self.algorithm.rows_per_unit
-        packed = pack(prompts, responses, self.pad_id).to(self.torch_device)
+        unit = self.algorithm.rows_per_unit
+        rows = chunk or (list(range(unit)) if len(shard) >= unit else [])
+        stand_in = [[self.pad_id]] * unit
+        packed = pack([shard.prompt_token_ids[j] for j in rows] or stand_in,
+                      [shard.response_token_ids[j] for j in rows] or stand_in, self.pad_id).to(self.torch_device)
         packed.response_mask_BR *= weight
+        advantages = [shard.advantages[j] for j in rows] or [0.0] * unit
         stale = [bool(shard.policy_versions) and shard.policy_versions[j] < version
-                 and bool(shard.behaviour_logprobs[j]) for j in rows] if rows else []
+                 and bool(shard.behaviour_logprobs[j]) for j in rows]
         behaviour_BR = stale_B = None
         if self.algorithm.policy_gradient and any(stale):
             behaviour_BR = torch.zeros_like(packed.response_mask_BR)
@@ -414,20 +412,11 @@ class LearnerActor:
         return time.perf_counter() - started
 
     def writes_done(self) -> bool:
-        writer = getattr(self, "writer", None)
-        return writer is None or writer.done()
+        return self.writer.done()
 
     def wait_for_writes(self) -> float:
         """Block until every background checkpoint file is written; returns the seconds the writes took."""
-        writer = getattr(self, "writer", None)
-        return writer.wait() if writer else 0.0
-
-    def _writer(self):
-        from tao_ray.actors.background_writes import BackgroundWriter
-
-        if getattr(self, "writer", None) is None:
-            self.writer = BackgroundWriter()
-        return self.writer
+        return self.writer.wait()
 
     def save_model(self, directory: str, background: bool = False) -> None:
         """Write the policy as an HF directory from rank 0 (the caller renames it into place atomically).
@@ -438,7 +427,7 @@ class LearnerActor:
         if self.rank == 0:
             model = self.engine.module.get_base_model() if self.lora else self.engine.module
             if background:
-                self._writer().submit(lambda: model.save_pretrained(directory, state_dict=state,
+                self.writer.submit(lambda: model.save_pretrained(directory, state_dict=state,
                                                                     safe_serialization=True))
             else:
                 model.save_pretrained(directory, state_dict=state, safe_serialization=True)
@@ -462,7 +451,7 @@ class LearnerActor:
 
         engine = self.engine.checkpoint_engine
         if background:
-            self.engine.checkpoint_engine = background_checkpoint_engine(self._writer(), self.engine._config)
+            self.engine.checkpoint_engine = background_checkpoint_engine(self.writer, self.engine._config)
         try:
             self.engine.save_checkpoint(directory, tag="state", save_latest=False,
                                         client_state={"torch_rng_state": torch.get_rng_state()})
