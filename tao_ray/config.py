@@ -44,7 +44,15 @@ class DataSection:
     max_train_prompts: int | None = None
     """Use only the first N training prompts (null: all)."""
     max_heldout_prompts: int | None = None
-    """Use only the first N held-out prompts (null: all)."""
+    """Use only the first N prompts of each evaluated set: held-out, transfer and general (null: all)."""
+    transfer_prompts: str = ""
+    """Optional JSONL prompt file asking for the same skill in other words and formats than the training prompts:
+    answered and scored (eval.reward) with the held-out prompts every evaluation and reported beside them, never
+    used to pick the best checkpoint. It shows whether the skill was learned or one file's phrasing."""
+    general_prompts: str = ""
+    """Optional JSONL prompt file outside the task's domain, scored by eval.general_reward with every evaluation:
+    its change against the base model is reported, and a drop over eval.max_general_drop vetoes the iteration as
+    the best checkpoint (tuning for one task can trade other skills away)."""
     max_prompt_tokens: int = 512
     """A prompt longer than this, after the chat template, is reported with its file and line."""
     mix: str = "all"
@@ -290,6 +298,15 @@ class EvalSection:
     max_drop: float | None = None
     """Stop when the train reward rises while the held-out reward falls more than this below its best: the
     reward-hacking guard (null: off)."""
+    max_length_ratio: float | None = 2.0
+    """Serving cost guard: an iteration whose held-out answers are on average more than this many times as long
+    (in tokens) as the base model's cannot become the best checkpoint (null: off). `tao-ray promote --run` uses it
+    too."""
+    general_reward: str | None = None
+    """The reward for data.general_prompts (null: eval.reward, else scoring.reward)."""
+    max_general_drop: float | None = 0.05
+    """Trade-off guard: an iteration whose mean general-prompt reward is more than this below the base model's
+    cannot become the best checkpoint (null: off). `tao-ray promote --run` uses it too."""
 
 
 @dataclass(frozen=True)
@@ -575,6 +592,10 @@ def validate(recipe: Recipe, located: _Located | None = None) -> None:
         fail("training.lora.dropout", "must be below 1")
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
+    if recipe.eval.max_general_drop is not None and recipe.eval.max_general_drop < 0:
+        fail("eval.max_general_drop", "must not be negative, or null to turn the guard off")
+    if recipe.eval.max_length_ratio is not None and recipe.eval.max_length_ratio <= 0:
+        fail("eval.max_length_ratio", "must be positive, or null to turn the guard off")
     if recipe.data.recent_versions < 1 or recipe.data.half_life_versions <= 0:
         fail("data.recent_versions" if recipe.data.recent_versions < 1 else "data.half_life_versions",
              "must be positive")

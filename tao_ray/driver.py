@@ -19,6 +19,7 @@ import ray
 from tao_ray import (
     algorithms,
     checkpoints,
+    evaluation,
     faults,
     launch,
     learning,
@@ -36,7 +37,7 @@ from tao_ray.core import data_parallel, diversity, perf, selection
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.errors import TaoError
-from tao_ray.inputs import RunInputs
+from tao_ray.inputs import RunInputs, general_reward
 from tao_ray.rewards.compose import Scores
 from tao_ray.sampling import SamplingPlan
 from tao_ray.supervision import Supervisor
@@ -71,7 +72,6 @@ class TaoDriver:
         self.background = pipeline.Background()
         self.pending_checkpoint = None  # (staging dir, iteration, driver state, best) while its files are written
         self.checkpoint_write_s = None
-        self.eval_versions: list[int] = []
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -90,13 +90,17 @@ class TaoDriver:
         summary["restarts"] = self.previous.get("restarts") or {"generator": [], "scorer": [], "learner": []}
         self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
         self.logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
-        started = time.perf_counter()
-        self.started_ray = launch.init_ray(recipe, self.actor_logs)
         eval_reward = recipe.eval.reward or recipe.scoring.reward
-        judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward else 0
-        # Held-out answers are scored raw, so the training scorers serve the evaluation unless its reward differs.
+        general = general_reward(recipe) if self.inputs.general else eval_reward
+        judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward + general else 0
+        # Evaluation answers are scored raw, so the training scorers serve each evaluated set unless its reward
+        # differs.
         own_eval_scorers = eval_reward != recipe.scoring.reward
-        self.reservation = placement.reserve(recipe, judges, res.scorers if own_eval_scorers else 0)
+        own_general_scorers = general not in (eval_reward, recipe.scoring.reward)
+        counts = (judges, res.scorers if own_eval_scorers else 0, res.scorers if own_general_scorers else 0)
+        started = time.perf_counter()
+        self.started_ray = launch.init_ray(placement.requests(recipe, *counts), self.actor_logs)
+        self.reservation = placement.reserve(recipe, *counts)
         summary["actors"] = self.reservation.locations()
         nodes = {where["node_id"] for where in summary["actors"]}
         self.tracker.stage(f"ray up ({'local' if self.started_ray else 'cluster'}); resources reserved on "
@@ -115,6 +119,14 @@ class TaoDriver:
         self.eval_scorers = (launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths,
                                                   placement=self.reservation, role="eval_scorer", log_dir=self.logs)
                              if own_eval_scorers else self.scorers)
+        self.general_scorers = (launch.start_scorers(recipe, general, judges=self.judges, paths=paths,
+                                                     placement=self.reservation, role="general_scorer",
+                                                     log_dir=self.logs)
+                                if own_general_scorers else
+                                self.eval_scorers if general == eval_reward else self.scorers)
+        self.eval_sets = [evaluation.EvalSet(name, prompts, scorers) for name, prompts, scorers in (
+            ("heldout", self.inputs.heldout, self.eval_scorers), ("transfer", self.inputs.transfer, self.eval_scorers),
+            ("general", self.inputs.general, self.general_scorers)) if prompts]
         self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, self.logs)
         summary["learner"] = ray.get(self.learners[0].describe.remote(), timeout=self.supervisor.timeout("control"))
         engine = ray.get(self.generators[0].describe.remote(), timeout=self.supervisor.timeout("startup"))
@@ -141,8 +153,8 @@ class TaoDriver:
         done = self.restore() if self.resume else 0
         if done == 0:
             # The base model's evaluation, with iteration 1's samples in the same engine calls.
-            self.log_iteration(0, self.evaluate(with_next_batch=self.recipe.run.iterations > 0), timing={},
-                               train_row={})
+            self.log_iteration(0, self.eval_row(self.evaluate(with_next_batch=self.recipe.run.iterations > 0)),
+                               timing={}, train_row={})
         iteration = done + 1
         while iteration <= self.recipe.run.iterations:
             try:
@@ -175,21 +187,22 @@ class TaoDriver:
         with self.timed(timing, "sync", iteration) as note:
             receive_s = self.sync_weights(iteration)
             note.append(f"policy version {iteration} to {len(self.generators)} generator(s)")
-        heldout_scores = None
+        evaluated = None
         if iteration % self.recipe.eval.every == 0 or last:
             with self.timed(timing, "eval", iteration) as note:
                 # On-policy, the next batch is drawn on these same weights: in the evaluation's engine calls.
-                heldout_scores = self.evaluate(with_next_batch=not last and self.next_batch is None)
-                note.append(f"{len(heldout_scores)} held-out prompts"
+                evaluated = self.evaluate(with_next_batch=not last and self.next_batch is None)
+                note.append(evaluated.describe()
                             + (", with the next batch's samples" if self.next_batch is not None else ""))
+        eval_row = self.eval_row(evaluated)
         with self.timed(timing, "checkpoint", iteration):
-            self.checkpoint(iteration, self.heldout_mean(heldout_scores))
+            self.checkpoint(iteration, evaluation.eligible_reward(eval_row))
         self.tracker.iteration_done(iteration)
 
         # Reported numbers are raw scores: comparable across iterations whatever the normalization.
         flat_rewards = [r for group in scores.raw for r in group if r is not None]
         tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
-        self.log_iteration(iteration, heldout_scores, timing=timing, train_row={
+        self.log_iteration(iteration, eval_row, timing=timing, train_row={
             "train_reward_mean": mean(flat_rewards),
             "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
             "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
@@ -202,12 +215,12 @@ class TaoDriver:
             "scoring": scoring,
             "prompt_ids": [p.id for p in prompts], "prompt_order": self.order_state(),
             "policy_version": {"samples": sorted({g.policy_version for g in generations}),
-                               "heldout": self.eval_versions if heldout_scores is not None else None},
+                               "heldout": evaluated.versions if evaluated is not None else None},
             "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
                 [g.response_texts for g in generations], scores.raw,
                 [g.tokens_drawn or g.tokens_generated for g in generations],
                 [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
-        reason = self.stop_reason() if heldout_scores is not None else None
+        reason = self.stop_reason() if evaluated is not None else None
         limit = self.recipe.run.max_wall_minutes
         if not reason and limit is not None and time.perf_counter() - self.started_at > 60 * limit:
             reason = f"time budget: {limit} minutes reached after iteration {iteration}"
@@ -302,7 +315,9 @@ class TaoDriver:
         shards = split_evenly(pairs, len(scorers))
         parts = self.supervisor.on_scorers(
             scorers, shards, lambda _, scorer, shard: scorer.score.remote([r for r, _ in shard], [t for _, t in shard]),
-            "eval_scorer" if scorers is self.eval_scorers and scorers is not self.scorers else "scorer")
+            next((role for role, actors in (("scorer", self.scorers), ("eval_scorer", self.eval_scorers),
+                                            ("general_scorer", self.general_scorers)) if actors is scorers),
+                 "scorer"))
         results = [parts[k] for k in sorted(parts)]
         fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
         both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
@@ -364,24 +379,38 @@ class TaoDriver:
             sync.init()
         return sync
 
-    def evaluate(self, with_next_batch: bool = False) -> list[float | None]:
-        """Label-free held-out scores: greedy answers to the held-out prompts, rated by the run's scorer
-        (None where the scorer failed on an answer). `with_next_batch`: the next iteration's samples are drawn in
+    def evaluate(self, with_next_batch: bool = False) -> evaluation.Evaluation:
+        """Label-free scores of greedy answers to every evaluated set (evaluation.py), rated by each set's scorers
+        (None where a scorer failed on an answer). `with_next_batch`: the next iteration's samples are drawn in
         the same engine calls (pipeline.py)."""
-        heldout = self.inputs.heldout
+        answer = [prompt for eval_set in self.eval_sets for prompt in eval_set.prompts]
         # Adaptive sampling scores as it draws: its scoring would mix with the evaluation's.
         if with_next_batch and self.recipe.generation.strategy != "adaptive":
             prompts, before = self.take_next_prompts()
-            samples, generations = self.generate(prompts, answer=heldout)
+            samples, generations = self.generate(prompts, answer=answer)
             self.next_batch = pipeline.NextBatch(prompts, before, generations=samples)
         else:
-            generations = self.generate(heldout, greedy=True)
-        self.eval_versions = sorted({g.policy_version for g in generations})
-        scores = self.score(heldout, generations, self.eval_scorers)
-        self.eval_scoring = self.scoring_stats(self.eval_scorers)
-        report.save_samples(self.run_dir, len(self.tracker.summary["iterations"]), heldout,
-                            [g.response_texts[0] for g in generations], [group[0] for group in scores.raw])
-        return [group[0] for group in scores.raw]
+            generations = self.generate(answer, greedy=True)
+        answers = evaluation.split_by_set(self.eval_sets, generations)
+        scores, lengths = {}, {}
+        for eval_set in self.eval_sets:
+            # Generations index the concatenated list; each set's scorer call indexes its own prompts.
+            own = [dataclasses.replace(g, prompt_index=i) for i, g in enumerate(answers[eval_set.name])]
+            raw = self.score(eval_set.prompts, own, eval_set.scorers).raw
+            scores[eval_set.name] = [group[0] for group in raw]
+            lengths[eval_set.name] = [len(g.response_token_ids[0]) for g in own]
+        heldout = answers["heldout"]
+        report.save_samples(self.run_dir, len(self.tracker.summary["iterations"]), self.inputs.heldout,
+                            [g.response_texts[0] for g in heldout], scores["heldout"])
+        return evaluation.Evaluation(scores, lengths, sorted({g.policy_version for g in generations}),
+                                     self.scoring_stats(self.eval_scorers))
+
+    def eval_row(self, evaluated: evaluation.Evaluation | None) -> dict[str, Any]:
+        """The summary row's evaluation fields (none for an iteration without an evaluation)."""
+        if evaluated is None:
+            return {"heldout_reward_mean": None}
+        rows = self.tracker.summary["iterations"]
+        return evaluation.row_fields(evaluated, rows[0] if rows else None, self.recipe.eval)
 
     def checkpoint(self, iteration: int, heldout: float | None) -> None:
         """Start a checkpoint: every run.checkpoint_every iterations (and the last) the policy, every rank's
@@ -493,7 +522,7 @@ class TaoDriver:
     def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
         """(iteration, held-out reward) of the best measured evaluation so far, `pending` (not yet logged)
         included; (None, None) while none was measured."""
-        scores = {row["iteration"]: row["heldout_reward_mean"] for row in self.tracker.summary["iterations"]}
+        scores = {row["iteration"]: evaluation.eligible_reward(row) for row in self.tracker.summary["iterations"]}
         scores[pending[0]] = pending[1]
         series = [scores.get(i) for i in range(max(scores) + 1)]
         best = selection.best_iteration(series)
@@ -515,22 +544,6 @@ class TaoDriver:
         timing[stage] = time.perf_counter() - started
         self.tracker.progress(iteration, self.recipe.run.iterations, stage, timing[stage], ", ".join(note))
 
-    @staticmethod
-    def heldout_mean(scores: list[float | None] | None) -> float | None:
-        """None when there was no evaluation, or when the scorer could rate none of its answers."""
-        return None if scores is None else selection.heldout_mean(scores)
-
-    def versus_base(self, scores: list[float | None]) -> dict[str, float] | None:
-        """Paired win rate of this iteration's held-out answers over the base model's, with a bootstrap 95% CI;
-        None when no prompt has a scored answer from both."""
-        base = self.tracker.summary["iterations"][0]["heldout_scores"]
-        pairs = [(a, b) for a, b in zip(scores, base) if a is not None and b is not None]
-        if not pairs:
-            return None
-        result = selection.win_rate([a for a, _ in pairs], [b for _, b in pairs])
-        return {"win_rate": result.win_rate, "ci95_low": result.ci_low, "ci95_high": result.ci_high,
-                "mean_diff": result.mean_diff}
-
     def served_weights(self) -> list[float | None]:
         """A fingerprint of the weights each generator serves: the sum of its input embedding, which every
         full-weight sync moves (an adapter sync leaves it alone). Rows show the new weights landed in every engine;
@@ -542,20 +555,18 @@ class TaoDriver:
             sums = {}
         return [sums.get(k) for k in range(len(self.generators))]
 
-    def log_iteration(self, iteration: int, heldout_scores: list[float | None] | None, timing: dict[str, float],
+    def log_iteration(self, iteration: int, eval_row: dict[str, Any], timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
-        heldout = self.heldout_mean(heldout_scores)
-        row = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
+        row = {"iteration": iteration, "train_reward_mean": None,
                "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
                                                              "checkpoint")},
-               "tokens_generated": 0, "weight_sync_s": 0.0, "served_weights": self.served_weights(), **train_row}
-        if heldout_scores is not None:
-            if iteration > 0:
-                row["heldout_vs_base"] = self.versus_base(heldout_scores)
-            row["heldout_scores"] = heldout_scores
-            row["heldout_scoring"] = self.eval_scoring
+               "tokens_generated": 0, "weight_sync_s": 0.0, "served_weights": self.served_weights(), **eval_row,
+               **train_row}
+        if row.get("vetoed"):
+            self.tracker.stage(f"iteration {iteration} cannot become the best checkpoint: {'; '.join(row['vetoed'])}")
         summary = self.tracker.summary
-        summary["best_iteration"], summary["best_heldout_reward"] = self.best((iteration, heldout))
+        summary["best_iteration"], summary["best_heldout_reward"] = self.best((iteration,
+                                                                              evaluation.eligible_reward(row)))
         best = summary["best_iteration"]
         summary["checkpoint_dir"] = (None if best is None else self.inputs.model_dir if best == 0
                                      else str(checkpoints.model_dir(self.run_dir, best)))
@@ -587,7 +598,7 @@ class TaoDriver:
             tracker.finish()
         if getattr(self, "generators", None):
             self.supervisor.stop_generators(self.generators)
-        actors = {id(a): a for role in ("scorers", "eval_scorers", "judges", "learners")
+        actors = {id(a): a for role in ("scorers", "eval_scorers", "general_scorers", "judges", "learners")
                   for a in getattr(self, role, [])}
         for actor in actors.values():
             ray.kill(actor)

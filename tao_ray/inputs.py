@@ -11,7 +11,7 @@ import json
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tao_ray.config import Recipe, locate
@@ -31,6 +31,10 @@ class RunInputs:
     """Scorer files resolved to absolute paths (actors may run in another directory), by dotted key under scoring."""
     train_weights: list[float] | None = None
     """Sampling weight per training prompt (data.mix=upweight_recent), None for a uniform shuffle."""
+    transfer: list[PromptRecord] = field(default_factory=list)
+    """data.transfer_prompts: the skill asked for in other words (reported, never used for selection)."""
+    general: list[PromptRecord] = field(default_factory=list)
+    """data.general_prompts: outside the task's domain, scored by eval.general_reward (the trade-off guard)."""
 
 
 def resolve_path(raw: str, recipe: Recipe) -> Path:
@@ -145,25 +149,41 @@ def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
         raise TaoError(f"{locate(recipe, 'data.mix')}: key 'data.mix' is {data.mix!r}: {exc}; data.train_prompts "
                        f"names {data.train_prompts}") from None
     heldout = load_prompts(heldout_file, data.max_heldout_prompts, key="data.heldout_prompts")
+    optional = {}  # the evaluated sets besides the held-out one, where the recipe names them
+    for key, raw in (("transfer", data.transfer_prompts), ("general", data.general_prompts)):
+        if raw:
+            file = resolve_path(raw, recipe)
+            optional[key] = (file, load_prompts(file, data.max_heldout_prompts, key=f"data.{key}_prompts"))
     model_dir = resolve_model(recipe)
     if check_lengths:
-        check_prompt_lengths(train, model_dir, data.max_prompt_tokens, train_file)
-        check_prompt_lengths(heldout, model_dir, data.max_prompt_tokens, heldout_file)
-    judge_model_dir = check_scoring(recipe, [(train_file, train), (heldout_file, heldout)])
+        for file, records in [(train_file, train), (heldout_file, heldout), *optional.values()]:
+            check_prompt_lengths(records, model_dir, data.max_prompt_tokens, file)
+    judge_model_dir = check_scoring(recipe, [(train_file, train), (heldout_file, heldout),
+                                             *([optional["transfer"]] if "transfer" in optional else [])],
+                                    [optional["general"]] if "general" in optional else [])
     scoring_paths = {key: str(resolve_path(raw, recipe).resolve()) for key, raw in (
         ("sql.database", recipe.scoring.sql.database), ("reward_model.path", recipe.scoring.reward_model.path)) if raw}
     return RunInputs(model_dir=model_dir, train=train, heldout=heldout, judge_model_dir=judge_model_dir,
-                     scoring_paths=scoring_paths, train_weights=train_weights)
+                     scoring_paths=scoring_paths, train_weights=train_weights,
+                     transfer=optional.get("transfer", (None, []))[1], general=optional.get("general", (None, []))[1])
 
 
-def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptRecord]]]) -> str | None:
+def general_reward(recipe: Recipe) -> str:
+    return recipe.eval.general_reward or recipe.eval.reward or recipe.scoring.reward
+
+
+def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptRecord]]],
+                  general_files: list[tuple[Path, list[PromptRecord]]] = ()) -> str | None:
     """What the named scorers need, checked before any actor starts: the database, the module, the reward model,
-    the judge's model, and the prompts' reference answers. Returns the judge's model directory, if a judge runs."""
+    the judge's model, and the prompts' reference answers. Returns the judge's model directory, if a judge runs.
+    `general_files` are scored by eval.general_reward only, the others by scoring.reward and eval.reward."""
     from tao_ray.rewards.compose import parse_expression
 
     scoring = recipe.scoring
-    names = {name for expression in (scoring.reward, recipe.eval.reward) if expression
-             for name, _ in parse_expression(expression)}
+    task_names = {name for expression in (scoring.reward, recipe.eval.reward) if expression
+                  for name, _ in parse_expression(expression)}
+    general_names = {name for name, _ in parse_expression(general_reward(recipe))} if general_files else set()
+    names = task_names | general_names
 
     def fail(key: str, problem: str) -> TaoError:
         return TaoError(f"{locate(recipe, key)}: key '{key}' {problem}")
@@ -183,18 +203,19 @@ def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptReco
         raise fail("scoring.http.url", f"is {scoring.http.url!r}; the http scorer needs an http(s):// URL")
     if "reward_model" in names:
         _check_reward_model(recipe, fail)
-    if "math" in names:
-        for file, records in prompt_files:
+    files = [(file, records, task_names, "scoring.reward") for file, records in prompt_files] + \
+        [(file, records, general_names, "eval.general_reward") for file, records in general_files]
+    for file, records, file_names, key in files:
+        if "math" in file_names:
             missing = next((r for r in records if r.answer is None), None)
             if missing is not None:
                 raise TaoError(f"{file}: prompt id {missing.id!r} has no \"answer\", which the math scorer "
-                               f"({locate(recipe, 'scoring.reward')}) needs")
-    if "instructions" in names:
-        for file, records in prompt_files:
+                               f"({locate(recipe, key)}) needs")
+        if "instructions" in file_names:
             missing = next((r for r in records if not r.instruction_id_list), None)
             if missing is not None:
                 raise TaoError(f"{file}: prompt id {missing.id!r} has no \"instruction_id_list\" (with \"kwargs\"), "
-                               f"which the instructions scorer ({locate(recipe, 'scoring.reward')}) needs")
+                               f"which the instructions scorer ({locate(recipe, key)}) needs")
     if "judge" in names:
         return resolve_model_path(scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
                                   "'scoring.judge.model'", resolve_path(scoring.judge.model, recipe))

@@ -19,16 +19,14 @@ from tao_ray.actors.logs import LOG_FILE_ENV
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
 from tao_ray.errors import TaoError
-from tao_ray.placement import Reservation
+from tao_ray.placement import Request, Reservation
 
 
-def local_cpu_demand(recipe: Recipe) -> float:
-    res = recipe.resources
-    return (res.generators * res.generator_cpus + res.scorers * res.scorer_cpus
-            + res.learners * res.learner_cpus)
+def local_cpu_demand(wanted: list[Request]) -> float:
+    return sum(request.count * request.resources.get("CPU", 0.0) for request in wanted)
 
 
-def init_ray(recipe: Recipe, actor_logs: bool = False) -> bool:
+def init_ray(wanted: list[Request], actor_logs: bool = False) -> bool:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray sized to the recipe.
     Returns True when this call started Ray (and so should shut it down). `actor_logs`: stream the actors' output
     to this console (otherwise it goes to files in the run dir and Ray's logs)."""
@@ -41,7 +39,7 @@ def init_ray(recipe: Recipe, actor_logs: bool = False) -> bool:
                  logging_level="error")
         return False
     # Logical CPUs in a local Ray are bookkeeping, not cores: size it to what the recipe asks, at least the machine.
-    num_cpus = max(float(os.cpu_count() or 1), local_cpu_demand(recipe))
+    num_cpus = max(float(os.cpu_count() or 1), local_cpu_demand(wanted))
     ray.init(num_cpus=int(num_cpus + 0.999), include_dashboard=False, runtime_env=env, log_to_driver=actor_logs,
              configure_logging=True, logging_level="error")
     return True
@@ -96,7 +94,7 @@ def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: 
                   paths: dict[str, str] | None = None, placement: Reservation | None = None,
                   role: str = "scorer", log_dir: Path | None = None) -> list:
     """`paths`: scorer files already resolved to absolute paths (RunInputs.scoring_paths). `role`: scorer, or
-    eval_scorer for the held-out evaluation's own scorers."""
+    eval_scorer for the held-out evaluation's own scorers, general_scorer for the general prompts' own."""
     res = recipe.resources
     # A scorer that dies (e.g. a reward function crashing its process) is restarted by Ray up to the recipe's bound;
     # the driver sends its batch again (and counts it), so Ray itself retries nothing.

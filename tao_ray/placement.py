@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from tao_ray.config import Recipe
 from tao_ray.errors import TaoError
 
-ROLES = ("learner", "generator", "judge", "scorer", "eval_scorer")
+ROLES = ("learner", "generator", "judge", "scorer", "eval_scorer", "general_scorer")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Request:
     """What one actor of the role asks for, e.g. {"CPU": 2.0, "GPU": 1.0}; only positive amounts."""
 
 
-def requests(recipe: Recipe, judges: int, eval_scorers: int) -> list[Request]:
+def requests(recipe: Recipe, judges: int, eval_scorers: int, general_scorers: int = 0) -> list[Request]:
     """Each role's actor count and per-actor resources, as the recipe sets them (pure)."""
     res, judge = recipe.resources, recipe.scoring.judge
 
@@ -36,7 +36,8 @@ def requests(recipe: Recipe, judges: int, eval_scorers: int) -> list[Request]:
              "generator": (res.generators, amounts(res.generator_cpus, res.generator_gpus)),
              "judge": (judges, amounts(judge.judge_cpus, judge.judge_gpus)),
              "scorer": (res.scorers, amounts(res.scorer_cpus, res.scorer_gpus)),
-             "eval_scorer": (eval_scorers, amounts(res.scorer_cpus, res.scorer_gpus))}
+             "eval_scorer": (eval_scorers, amounts(res.scorer_cpus, res.scorer_gpus)),
+             "general_scorer": (general_scorers, amounts(res.scorer_cpus, res.scorer_gpus))}
     return [Request(role, *table[role]) for role in ROLES if table[role][0] > 0]
 
 
@@ -103,12 +104,12 @@ class Reservation:
             self.group = None
 
 
-def reserve(recipe: Recipe, judges: int, eval_scorers: int) -> Reservation:
+def reserve(recipe: Recipe, judges: int, eval_scorers: int, general_scorers: int = 0) -> Reservation:
     """Reserve every actor's resources at once, or raise a TaoError after resources.startup_timeout_s."""
     import ray
     from ray.util.placement_group import placement_group
 
-    wanted = requests(recipe, judges, eval_scorers)
+    wanted = requests(recipe, judges, eval_scorers, general_scorers)
     actors = [(request, rank) for request in wanted for rank in range(request.count) if request.resources]
     # Largest bundles first: Ray places bundles greedily in order, so an 8-GPU generator placed after 24 spread
     # learner ranks would find no node with 8 GPUs left.

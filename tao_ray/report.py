@@ -115,8 +115,8 @@ def _pairs(items: list[tuple[str, str]]) -> str:
     return '<table class="pairs">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + "</table>"
 
 
-def _versus(row: dict) -> str:
-    vs = row.get("heldout_vs_base") or {}
+def _versus(row: dict, name: str = "heldout") -> str:
+    vs = row.get(f"{name}_vs_base") or {}
     if vs.get("win_rate") is None:
         return "–"
     return f"{vs['win_rate']:.2f} [{fmt(vs.get('ci95_low'), 2)}, {fmt(vs.get('ci95_high'), 2)}]"
@@ -146,10 +146,13 @@ def iteration_table(rows: list[dict]) -> str:
     from tao_ray.report_plots import after_base, tokens_per_sample
 
     body = [[str(row["iteration"]), fmt(row.get("heldout_reward_mean")), _versus(row),
+             fmt(row.get("transfer_reward_mean")), fmt(row.get("general_reward_mean")),
+             fmt(row.get("length_ratio"), 2), fmt("; ".join(row.get("vetoed") or []) or None),
              fmt(row.get("train_reward_mean")), fmt((row.get("diversity") or {}).get("signal_fraction"), 2),
              fmt(tokens_per_sample(row), 1), fmt(row.get("tokens_per_s"), 0), fmt(after_base("weight_sync_s")(row), 2),
              f"{sum((row.get('timing_s') or {}).values()):.1f}"] for row in rows]
-    return _table(["iter", "held-out", "win rate vs base [95% CI]", "train", "signal", "tokens/sample", "tokens/s",
+    return _table(["iter", "held-out", "win rate vs base [95% CI]", "transfer", "general", "length vs base",
+                   "vetoed", "train", "signal", "tokens/sample", "tokens/s",
                    "sync s", "total s"], body, "numbers")
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # annotations only: tracking stays importable without the bat
     from tao_ray.data.prompts import PromptRecord
 
 # (header, summary key, decimals): one console table row per iteration.
-COLUMNS = [("iter", "iteration", 0), ("heldout", "heldout_reward_mean", 3), ("train", "train_reward_mean", 3),
+COLUMNS = [("iter", "iteration", 0), ("heldout", "heldout_reward_mean", 3), ("transfer", "transfer_reward_mean", 3),
+           ("len_x", "length_ratio", 2), ("train", "train_reward_mean", 3),
            ("signal", "diversity.signal_fraction", 2), ("kept", "samples_kept", 0),
            ("gen_s", "timing_s.generate", 1), ("score_s", "timing_s.score", 1), ("train_s", "timing_s.train", 1),
            ("sync_s", "timing_s.sync", 1), ("eval_s", "timing_s.eval", 1), ("tok/s", "tokens_per_s", 0)]
@@ -154,6 +155,15 @@ def wandb_metrics(row: dict[str, Any]) -> dict[str, float]:
                       ("ci95_high", "win_rate_ci95_high"), ("mean_diff", "mean_diff_vs_base")):
         put(f"eval/{name}", versus.get(key))
     put("eval/scoring_failed", (row.get("heldout_scoring") or {}).get("scoring/failed"))
+    # The guards' inputs: the skill in other words, a skill outside the task, and the serving cost.
+    put("eval/transfer_reward", row.get("transfer_reward_mean"))
+    put("eval/transfer_win_rate_vs_base", (row.get("transfer_vs_base") or {}).get("win_rate"))
+    put("eval/general_reward", row.get("general_reward_mean"))
+    put("eval/general_delta_vs_base", row.get("general_delta"))
+    put("eval/response_tokens", row.get("response_tokens_mean"))
+    put("eval/length_ratio_vs_base", row.get("length_ratio"))
+    if "vetoed" in row:
+        put("eval/vetoed", len(row["vetoed"]))
     put("reward/mean", row.get("train_reward_mean"))
     for key, value in (row.get("scoring") or {}).items():
         put(key.replace("scoring/", "reward/"), value)  # reward/<scorer>, reward/failed

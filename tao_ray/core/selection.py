@@ -75,3 +75,31 @@ def win_rate(scores_a: list[float], scores_b: list[float], resamples: int = 2000
     high = boots[int((1.0 - tail) * (resamples - 1))]
     diff = sum(a - b for a, b in zip(scores_a, scores_b)) / n
     return WinRate(sum(outcomes) / n, low, high, diff, n)
+
+
+def paired_win_rate(scores: list[float | None], base: list[float | None]) -> WinRate | None:
+    """win_rate over the prompts both lists scored (index i is prompt i in both); None when none was."""
+    pairs = [(a, b) for a, b in zip(scores, base) if a is not None and b is not None]
+    return win_rate([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+
+
+def length_ratio(lengths: list[int], base_lengths: list[int]) -> float | None:
+    """Mean response length over the base model's mean on the same prompts: what serving the model costs relative
+    to the base (decode time grows with tokens). None when either is empty or the base answered with nothing."""
+    if not lengths or not base_lengths or not sum(base_lengths):
+        return None
+    return (sum(lengths) / len(lengths)) / (sum(base_lengths) / len(base_lengths))
+
+
+def guard_vetoes(ratio: float | None, max_length_ratio: float | None, general_delta: float | None,
+                 max_general_drop: float | None) -> list[str]:
+    """Why a model may not replace the base (or the deployed model), one line per failed guard; [] when none
+    failed. Unmeasured numbers (None) and guards turned off (None) veto nothing."""
+    reasons = []
+    if ratio is not None and max_length_ratio is not None and ratio > max_length_ratio:
+        reasons.append(f"answers are {ratio:.2f}x as long as the base model's (limit {max_length_ratio:g}x): "
+                       "it would cost more to serve")
+    if general_delta is not None and max_general_drop is not None and general_delta < -max_general_drop:
+        reasons.append(f"general-prompt reward fell {-general_delta:.3f} below the base model's (limit "
+                       f"{max_general_drop:g}): a skill outside the task was traded away")
+    return reasons

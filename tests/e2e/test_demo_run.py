@@ -30,6 +30,13 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert summary["stopped"] == "completed"
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1, 2]
     base, *trained = summary["iterations"]
+    # The transfer and general sets (8 prompts each here) are answered and scored with the held-out set.
+    assert len(base["transfer_scores"]) == 8 and len(base["general_scores"]) == 8
+    assert base["length_ratio"] == 1.0 and base["general_delta"] == 0.0 and base["vetoed"] == []
+    for row in summary["iterations"]:
+        assert 0.0 <= row["general_reward_mean"] <= 1.0 and 0.0 <= row["transfer_reward_mean"] <= 1.0
+        assert row["response_tokens_mean"] > 0 and len(row["heldout_response_tokens"]) == 8
+    assert trained[-1]["general_vs_base"]["win_rate"] is not None and trained[-1]["length_ratio"] > 0
     assert base["train_reward_mean"] is None and 0.0 <= base["heldout_reward_mean"] <= 1.0
     for row in trained:
         assert 0.0 <= row["train_reward_mean"] <= 1.0 and 0.0 <= row["heldout_reward_mean"] <= 1.0
@@ -51,20 +58,25 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert (best / "config.json").is_file() and (best / "tokenizer.json").is_file()
     assert list((run_dir / "wandb").glob("offline-run-*"))
     header = next(line for line in result.stdout.splitlines() if "heldout" in line and "train_s" in line)
-    assert header.split()[:3] == ["iter", "heldout", "train"]  # the per-iteration console table
+    assert header.split()[:5] == ["iter", "heldout", "transfer", "len_x", "train"]  # the console table
     # The run ends with its report; the base's and the best's sample answers are saved for its side-by-side table.
     assert (run_dir / "samples" / "iter-0000.jsonl").is_file() and (run_dir / "report.html").is_file()
     check_report(run_dir)  # last: without chromium this skips, after every other check has passed
 
 
-def test_export_loads_in_transformers_and_vllm_and_compare_reports_a_ci(tmp_path):
-    """Export a trained checkpoint, load it with transformers, then `tao-ray compare` serves it with vLLM."""
+def test_instructions_run_exports_a_model_that_loads_in_transformers_and_vllm(tmp_path):
+    """Train on prompts in IFEval's format (instruction_id_list/kwargs) with the instructions scorer, export the
+    checkpoint, load it with transformers, then `tao-ray compare` serves it with vLLM."""
     overrides = ["run.iterations=1", "data.max_heldout_prompts=6", "generation.prompts_per_iteration=4",
                  "generation.max_tokens=24", "generation.kv_cache_gb=0.25", "resources.learner_cpus=1",
                  "logging.wandb=false", "training.lr=1e-4", f"run.output_dir={tmp_path}", "run.name=exp"]
-    result = subprocess.run([sys.executable, "-m", "tao_ray", "run", "recipes/demo-cpu.yaml", *overrides],
+    result = subprocess.run([sys.executable, "-m", "tao_ray", "run", "recipes/instructions-cpu.yaml", *overrides],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trained = json.loads((tmp_path / "exp" / "summary.json").read_text())["iterations"][1]
+    assert trained["samples_kept"] > 0 and trained["train"]["loss"] is not None
+    assert 0.0 <= trained["scoring"]["reward/instructions"] <= 1.0 and trained["scoring"]["scoring/failed"] == 0
+    assert trained["scoring"]["reward/instructions/loose"] >= trained["scoring"]["reward/instructions"]
     out = tmp_path / "exported"
     exported = subprocess.run([sys.executable, "-m", "tao_ray", "export", str(tmp_path / "exp"), "--out", str(out),
                                "--iteration", "1"], capture_output=True, text=True, timeout=300)

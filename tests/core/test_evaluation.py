@@ -1,0 +1,62 @@
+"""The evaluation's summary fields and the guards that veto an iteration (pure: no actors)."""
+
+from tao_ray.config import EvalSection
+from tao_ray.core.selection import guard_vetoes, length_ratio, paired_win_rate
+from tao_ray.evaluation import EvalSet, Evaluation, eligible_reward, row_fields, split_by_set
+
+
+def evaluation(heldout, lengths, general=None, transfer=None):
+    scores = {"heldout": heldout}
+    if transfer is not None:
+        scores["transfer"] = transfer
+    if general is not None:
+        scores["general"] = general
+    return Evaluation(scores, {"heldout": lengths}, [0], {"scoring/failed": 0})
+
+
+def test_length_ratio_is_the_ratio_of_means():
+    assert length_ratio([20, 40], [10, 10]) == 3.0
+    assert length_ratio([], [10]) is None
+    assert length_ratio([5], [0, 0]) is None
+
+
+def test_guards_veto_long_answers_and_general_drops_only():
+    assert guard_vetoes(1.9, 2.0, -0.04, 0.05) == []
+    long, = guard_vetoes(2.5, 2.0, 0.0, 0.05)
+    assert "2.50x" in long and "serve" in long
+    drop, = guard_vetoes(1.0, 2.0, -0.2, 0.05)
+    assert "0.200" in drop
+    assert len(guard_vetoes(3.0, 2.0, -0.2, 0.05)) == 2
+    assert guard_vetoes(None, 2.0, None, 0.05) == []  # unmeasured vetoes nothing
+    assert guard_vetoes(9.0, None, -9.0, None) == []  # guards turned off
+
+
+def test_paired_win_rate_skips_prompts_either_side_failed():
+    result = paired_win_rate([1.0, None, 0.0, 1.0], [0.0, 1.0, None, 1.0])
+    assert result.prompts == 2 and result.win_rate == 0.75
+    assert paired_win_rate([None], [1.0]) is None
+
+
+def test_base_row_compares_with_itself():
+    row = row_fields(evaluation([1.0, 0.0], [10, 30], general=[0.5, 0.5]), None, EvalSection())
+    assert row["heldout_reward_mean"] == 0.5 and row["response_tokens_mean"] == 20
+    assert row["length_ratio"] == 1.0 and row["general_delta"] == 0.0 and row["vetoed"] == []
+    assert "heldout_vs_base" not in row
+
+
+def test_later_rows_report_every_set_against_the_base():
+    base = row_fields(evaluation([0.0, 0.0], [10, 10], general=[1.0, 1.0], transfer=[0.0, 0.5]), None,
+                      EvalSection())
+    row = row_fields(evaluation([1.0, 1.0], [30, 30], general=[0.5, 1.0], transfer=[1.0, 0.5]), base,
+                     EvalSection(max_length_ratio=2.0, max_general_drop=0.1))
+    assert row["heldout_vs_base"]["win_rate"] == 1.0
+    assert row["transfer_reward_mean"] == 0.75 and row["transfer_vs_base"]["win_rate"] == 0.75
+    assert row["general_delta"] == -0.25 and row["length_ratio"] == 3.0
+    assert len(row["vetoed"]) == 2
+    assert eligible_reward(row) is None  # the best held-out reward, vetoed
+    assert eligible_reward(base) == 0.0
+
+
+def test_split_by_set_follows_set_order():
+    sets = [EvalSet("heldout", ["a", "b"], []), EvalSet("general", ["c"], [])]
+    assert split_by_set(sets, [1, 2, 3]) == {"heldout": [1, 2], "general": [3]}
