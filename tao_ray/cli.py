@@ -77,45 +77,63 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from tao_ray import ab_inputs
 
-    from tao_ray.data.prompts import load_prompts
-    from tao_ray.inputs import resolve_model_path
-
-    settings = {"reward": args.reward, "max_tokens": args.max_tokens, "prompts": args.prompts, "limit": None,
-                "scoring": None}
-    if args.run:
-        summary_path = Path(args.run) / "summary.json"
-        if not summary_path.is_file():
-            raise TaoError(f"{args.run}: no summary.json; --run takes a tao-ray run directory (runs/<name>)")
-        config = json.loads(summary_path.read_text())["config"]
-        settings = {"reward": args.reward or config["eval"]["reward"] or config["scoring"]["reward"],
-                    "max_tokens": args.max_tokens or config["generation"]["max_tokens"],
-                    "prompts": args.prompts or config["data"]["heldout_prompts"],
-                    "limit": None if args.prompts else config["data"]["max_heldout_prompts"],
-                    "scoring": config["scoring"]}
-    if not settings["prompts"]:
-        raise TaoError("compare: give --prompts FILE or --run RUN_DIR (which supplies its held-out prompts)")
-    from tao_ray.rewards.compose import parse_expression
-
-    reward = settings["reward"] or "constraints"
-    try:
-        names = [name for name, _ in parse_expression(reward)]
-    except ValueError as exc:
-        raise TaoError(f"compare: --reward {exc}") from None
-    if "judge" in names:
-        raise TaoError("compare: the judge scorer needs its own engine and is not available in compare; pass "
-                       "--reward with a verifier, reward_model, function or http scorer")
-    prompts = load_prompts(settings["prompts"], settings["limit"], key="--prompts")
-    model_a = resolve_model_path(args.model_a, "compare: MODEL_A")
-    model_b = resolve_model_path(args.model_b, "compare: MODEL_B")
+    held_out = ab_inputs.heldout(args, ab_inputs.run_config(args.run) if args.run else None, "compare")
+    model_a = ab_inputs.resolve_model(args.model_a, "compare: MODEL_A")
+    model_b = ab_inputs.resolve_model(args.model_b, "compare: MODEL_B")
     from tao_ray.compare import compare
 
-    result = compare(model_a, model_b, prompts, reward, settings["max_tokens"] or 128,
-                     gpus=1.0 if args.device == "cuda" else 0.0, kv_cache_gb=None if args.device == "cuda" else 0.5,
-                     scoring=settings["scoring"])
+    result = compare(model_a, model_b, held_out.prompts, held_out.reward,
+                     ab_inputs.engine(args, held_out.max_tokens), held_out.scoring)
     print(json.dumps(result), flush=True)  # one line: easy to pick out of engine logs, easy to parse
     return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    """Exit 0: promote the candidate; 1: keep the current model (a verdict, not a failure)."""
+    from pathlib import Path
+
+    from tao_ray import ab_inputs
+    from tao_ray.compare import PromptSet
+    from tao_ray.data.prompts import load_prompts
+    from tao_ray.promote import Gate, promote
+
+    config = ab_inputs.run_config(args.run) if args.run else None
+    run_eval, run_data = (config or {}).get("eval", {}), (config or {}).get("data", {})
+    held_out = ab_inputs.heldout(args, config, "promote")
+    # Older summaries lack the gate's keys: .get() falls back to the built-in defaults.
+    # A run's null max_length_ratio turns the length guard off.
+    max_ratio = args.max_length_ratio if args.max_length_ratio is not None else run_eval.get("max_length_ratio", 2.0)
+    max_drop = args.max_general_drop if args.max_general_drop is not None else run_eval.get("max_general_drop")
+    max_drop = 0.05 if max_drop is None else max_drop
+    if max_ratio is not None and max_ratio <= 0:
+        raise TaoError(f"promote: --max-length-ratio is {max_ratio}; it must be above 0")
+    if max_drop < 0:
+        raise TaoError(f"promote: --max-general-drop is {max_drop}; it must be at least 0")
+    general_file = args.general_prompts or run_data.get("general_prompts")
+    if args.general_reward and not general_file:
+        raise TaoError("promote: --general-reward scores the general set; give --general-prompts FILE too")
+    general = None
+    if general_file:
+        general_reward = ab_inputs.check_reward(args.general_reward or run_eval.get("general_reward")
+                                                or held_out.reward, "promote", "--general-reward")
+        general = PromptSet(load_prompts(general_file, key="--general-prompts"), general_reward)
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise TaoError(f"promote: --out {out}: directory {out.parent} does not exist")
+    candidate = ab_inputs.resolve_model(args.candidate, "promote: CANDIDATE")
+    current = ab_inputs.resolve_model(args.current, "promote: --over")
+    result, verdict = promote(candidate, current, PromptSet(held_out.prompts, held_out.reward), general,
+                              ab_inputs.engine(args, held_out.max_tokens), Gate(max_ratio, max_drop),
+                              held_out.scoring)
+    if out is not None:
+        from tao_ray.tracking import write_json_atomic
+
+        write_json_atomic(out, result)
+    print(json.dumps(result), flush=True)  # one line, as compare prints
+    print(f"promote: {verdict}", file=sys.stderr, flush=True)
+    return 0 if result["promote"] else 1
 
 
 def _cmd_train_rm(args: argparse.Namespace) -> int:
@@ -214,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
     report.set_defaults(func=_cmd_report)
     compare = sub.add_parser("compare", help="win rate of MODEL_A over MODEL_B on prompts, with a bootstrap CI")
-    compare.add_argument("model_a", help="model directory, hub id, or 'demo'")
-    compare.add_argument("model_b", help="model directory, hub id, or 'demo'")
+    compare.add_argument("model_a", help="model directory, hub id, 'demo', or a run directory")
+    compare.add_argument("model_b", help="model directory, hub id, 'demo', or a run directory")
     compare.add_argument("--prompts", help="JSONL prompt file")
     compare.add_argument("--run", help="a run directory: use its held-out prompts, reward and max_tokens")
     compare.add_argument("--reward", default=None,
@@ -223,6 +241,30 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--max-tokens", type=int, default=None)
     compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     compare.set_defaults(func=_cmd_compare)
+    gate = sub.add_parser("promote", help="A/B gate: promote CANDIDATE over CURRENT only if it wins on held-out "
+                                          "prompts (95%% CI above 0.5) and no guard fails; exit 0 promote, 1 keep")
+    gate.add_argument("candidate", help="model directory, hub id, 'demo', or a run directory (its best checkpoint)")
+    gate.add_argument("--over", dest="current", required=True, metavar="CURRENT",
+                      help="the model in production: model directory, hub id, 'demo', or a run directory")
+    gate.add_argument("--prompts", help="held-out JSONL prompt file")
+    gate.add_argument("--run", help="a run directory: its held-out prompts, rewards, max_tokens and gate settings "
+                                    "are the defaults")
+    gate.add_argument("--reward", default=None,
+                      help="reward expression (default: constraints, or the run's eval reward)")
+    gate.add_argument("--max-tokens", type=int, default=None)
+    gate.add_argument("--max-length-ratio", type=float, default=None,
+                      help="veto when the candidate's mean response length exceeds this multiple of the current "
+                           "model's (default: the run's eval.max_length_ratio, else 2.0)")
+    gate.add_argument("--general-prompts", default=None,
+                      help="an out-of-domain JSONL prompt file: the candidate must not lose much on it")
+    gate.add_argument("--general-reward", default=None, help="reward expression for --general-prompts "
+                                                             "(default: the run's eval.general_reward, else --reward)")
+    gate.add_argument("--max-general-drop", type=float, default=None,
+                      help="veto when the candidate's mean score on the general set falls more than this below the "
+                           "current model's (default: the run's eval.max_general_drop, else 0.05)")
+    gate.add_argument("--out", default=None, help="also write the decision JSON to this file")
+    gate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    gate.set_defaults(func=_cmd_promote)
     rm = sub.add_parser("train-rm", help="train a Bradley-Terry reward model from preference pairs")
     rm.add_argument("pairs", help='JSONL of {"prompt", "chosen", "rejected"}')
     rm.add_argument("--out", required=True, help="output HF directory (scoring.reward_model.path)")

@@ -64,9 +64,9 @@ def split_by_set(sets: list[EvalSet], answers: list) -> dict[str, list]:
 def versus_base(scores: list[float | None], base: list[float | None]) -> dict[str, float] | None:
     """Paired win rate over the base model's answers with a bootstrap 95% CI; None when no prompt has a scored
     answer from both."""
-    result = selection.paired_win_rate(scores, base)
-    return None if result is None else {"win_rate": result.win_rate, "ci95_low": result.ci_low,
-                                        "ci95_high": result.ci_high, "mean_diff": result.mean_diff}
+    result = selection.paired_scores(scores, base)
+    return None if not result.scored_pairs else {"win_rate": result.win_rate, "ci95_low": result.ci95[0],
+                                                 "ci95_high": result.ci95[1], "mean_diff": result.mean_diff}
 
 
 def row_fields(evaluation: Evaluation, base_row: dict[str, Any] | None, limits: EvalSection) -> dict[str, Any]:

@@ -77,12 +77,6 @@ def win_rate(scores_a: list[float], scores_b: list[float], resamples: int = 2000
     return WinRate(sum(outcomes) / n, low, high, diff, n)
 
 
-def paired_win_rate(scores: list[float | None], base: list[float | None]) -> WinRate | None:
-    """win_rate over the prompts both lists scored (index i is prompt i in both); None when none was."""
-    pairs = [(a, b) for a, b in zip(scores, base) if a is not None and b is not None]
-    return win_rate([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
-
-
 def length_ratio(lengths: list[int], base_lengths: list[int]) -> float | None:
     """Mean response length over the base model's mean on the same prompts: what serving the model costs relative
     to the base (decode time grows with tokens). None when either is empty or the base answered with nothing."""
@@ -103,3 +97,33 @@ def guard_vetoes(ratio: float | None, max_length_ratio: float | None, general_de
         reasons.append(f"general-prompt reward fell {-general_delta:.3f} below the base model's (limit "
                        f"{max_general_drop:g}): a skill outside the task was traded away")
     return reasons
+
+
+@dataclass(frozen=True)
+class PairedScores:
+    """Two models' scores on one prompt set, reduced to what an A/B decision reads. Prompts where either answer
+    could not be scored are left out of every number (a failed score says nothing about either model); with no
+    scored pair left, the numbers are None."""
+
+    prompts: int
+    scored_pairs: int
+    win_rate: float | None
+    """P(A scores higher than B on a prompt), ties counted as half a win."""
+    ci95: tuple[float, float] | None
+    mean_a: float | None
+    mean_b: float | None
+    mean_diff: float | None
+    """mean_a - mean_b."""
+
+
+def paired_scores(scores_a: list[float | None], scores_b: list[float | None], seed: int = 0) -> PairedScores:
+    if len(scores_a) != len(scores_b):
+        raise ValueError("paired_scores needs one score per prompt from each model")
+    pairs = [(a, b) for a, b in zip(scores_a, scores_b) if a is not None and b is not None]
+    if not pairs:
+        return PairedScores(len(scores_a), 0, None, None, None, None, None)
+    result = win_rate([a for a, _ in pairs], [b for _, b in pairs], seed=seed)
+    mean_a = sum(a for a, _ in pairs) / len(pairs)
+    mean_b = sum(b for _, b in pairs) / len(pairs)
+    return PairedScores(len(scores_a), len(pairs), result.win_rate, (result.ci_low, result.ci_high), mean_a, mean_b,
+                        result.mean_diff)

@@ -1,8 +1,8 @@
 """The evaluation's summary fields and the guards that veto an iteration (pure: no actors)."""
 
 from tao_ray.config import EvalSection
-from tao_ray.core.selection import guard_vetoes, length_ratio, paired_win_rate
-from tao_ray.evaluation import EvalSet, Evaluation, eligible_reward, row_fields, split_by_set
+from tao_ray.core.selection import guard_vetoes, length_ratio
+from tao_ray.evaluation import EvalSet, Evaluation, eligible_reward, row_fields, split_by_set, versus_base
 
 
 def evaluation(heldout, lengths, general=None, transfer=None):
@@ -31,10 +31,9 @@ def test_guards_veto_long_answers_and_general_drops_only():
     assert guard_vetoes(9.0, None, -9.0, None) == []  # guards turned off
 
 
-def test_paired_win_rate_skips_prompts_either_side_failed():
-    result = paired_win_rate([1.0, None, 0.0, 1.0], [0.0, 1.0, None, 1.0])
-    assert result.prompts == 2 and result.win_rate == 0.75
-    assert paired_win_rate([None], [1.0]) is None
+def test_versus_base_skips_prompts_either_side_failed():
+    assert versus_base([1.0, None, 0.0, 1.0], [0.0, 1.0, None, 1.0])["win_rate"] == 0.75
+    assert versus_base([None], [1.0]) is None
 
 
 def test_base_row_compares_with_itself():
