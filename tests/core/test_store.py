@@ -12,9 +12,10 @@ import torch
 
 from tao_ray.config import load_recipe
 from tao_ray.data import mix
+from tao_ray.data.decontamination import normalize
 from tao_ray.data.order import PromptOrder
 from tao_ray.data.prompts import PromptRecord, load_prompts
-from tao_ray.data.store import ingest, newest_version, normalize, prompts_file
+from tao_ray.data.store import ingest, newest_version, prompts_file
 from tao_ray.errors import TaoError
 from tao_ray.inputs import pin_store_version, prepare_inputs
 
