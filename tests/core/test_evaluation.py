@@ -59,3 +59,23 @@ def test_later_rows_report_every_set_against_the_base():
 def test_split_by_set_follows_set_order():
     sets = [EvalSet("heldout", ["a", "b"], []), EvalSet("general", ["c"], [])]
     assert split_by_set(sets, [1, 2, 3]) == {"heldout": [1, 2], "general": [3]}
+
+
+def test_each_evaluated_file_is_checked_against_its_own_reward():
+    """The general prompts need what eval.general_reward needs (answers for math), not what training needs."""
+    import pytest
+
+    from tao_ray.config import load_recipe
+    from tao_ray.data.prompts import load_prompts
+    from tao_ray.errors import TaoError
+    from tao_ray.inputs import check_scoring, prepare_inputs
+
+    recipe = load_recipe("recipes/demo-cpu.yaml")
+    inputs = prepare_inputs(recipe, check_lengths=False)
+    assert len(inputs.transfer) == 40 and len(inputs.general) == 24 and inputs.general[0].answer
+    train = load_prompts("prompts/demo/train.jsonl", limit=2)  # constraints, no answers: fine for training
+    check_scoring(recipe, [("prompts/demo/train.jsonl", train)], [("prompts/general/arithmetic.jsonl",
+                                                                   inputs.general)])
+    with pytest.raises(TaoError, match=r"train.jsonl: prompt id .* has no \"answer\", which the math scorer "
+                                       r"\(recipes/demo-cpu.yaml: line \d+\) needs"):
+        check_scoring(recipe, [], [("prompts/demo/train.jsonl", train)])
