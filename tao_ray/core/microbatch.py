@@ -21,18 +21,16 @@ def count(lengths: list[int], max_rows: int, max_tokens: int | None, unit: int =
 
 
 def split(lengths: list[int], parts: int, unit: int = 1) -> list[list[int]]:
-    """`parts` contiguous chunks of row indices with near-equal token totals (some may be empty).
-    Chunk boundaries fall on multiples of `unit`."""
+    """`parts` chunks of row indices (some may be empty) with near-equal unit counts, so none holds more rows than
+    `count` planned. Rows of similar length go together (units sorted by tokens): a micro-batch is padded to its
+    longest row, so mixing short and long rows wastes compute on padding. Each chunk lists its rows in order;
+    the `unit` rows of a unit (2 for DPO's chosen/rejected pairs) stay in one chunk."""
     units = [list(range(i, min(i + unit, len(lengths)))) for i in range(0, len(lengths), unit)]
-    unit_tokens = [sum(lengths[j] for j in u) for u in units]
-    total = sum(unit_tokens)
-    chunks: list[list[int]] = [[] for _ in range(parts)]
-    filled, part = 0, 0
-    for rows, tokens in zip(units, unit_tokens):
-        # Move to the next chunk once this one holds its share, keeping at least one unit per remaining chunk.
-        units_left = len(units) - sum(len(c) for c in chunks) // unit
-        if chunks[part] and (filled >= total * (part + 1) / parts or units_left <= parts - part - 1):
-            part = min(part + 1, parts - 1)
-        chunks[part].extend(rows)
-        filled += tokens
+    by_length = sorted(units, key=lambda rows: sum(lengths[j] for j in rows))  # stable: ties keep batch order
+    per_part, extra = divmod(len(units), parts)
+    chunks, start = [], 0
+    for part in range(parts):
+        size = per_part + (1 if part < extra else 0)
+        chunks.append(sorted(j for rows in by_length[start:start + size] for j in rows))
+        start += size
     return chunks

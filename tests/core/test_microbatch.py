@@ -8,16 +8,18 @@ def test_count_by_rows_and_by_tokens():
     assert microbatch.count([], max_rows=4, max_tokens=100) == 1
 
 
-def test_split_balances_tokens_and_keeps_every_row_once():
+def test_split_groups_rows_of_similar_length_and_keeps_every_row_once():
     lengths = [100, 10, 10, 10, 10, 100, 10, 10]
     chunks = microbatch.split(lengths, 2)
     assert sorted(i for c in chunks for i in c) == list(range(8))
-    totals = [sum(lengths[i] for i in c) for c in chunks]
-    assert max(totals) <= 150  # perfectly even is 130
+    assert [len(c) for c in chunks] == [4, 4]  # never more rows than count() planned
+    # Each micro-batch is padded to its longest row: 4x10 + 4x100 tokens computed, not 4x100 + 4x100.
+    assert sorted(len(c) * max(lengths[i] for i in c) for c in chunks) == [40, 400]
     assert all(c == sorted(c) for c in chunks)
 
 
 def test_split_keeps_pairs_whole_and_fills_every_part_when_possible():
     chunks = microbatch.split([5, 5, 50, 50, 5, 5], 3, unit=2)
-    assert chunks == [[0, 1], [2, 3], [4, 5]]
+    assert chunks == [[0, 1], [4, 5], [2, 3]]  # shortest pairs first
+    assert microbatch.split([5, 50, 5, 50], 2, unit=2) == [[0, 1], [2, 3]]  # equal pairs keep batch order
     assert microbatch.split([5, 5], 3) == [[0], [1], []]

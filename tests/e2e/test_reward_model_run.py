@@ -30,6 +30,7 @@ def test_train_rm_then_run_with_the_reward_model_and_conditioned_sampling(tmp_pa
     assert on_topic > off_topic
 
     overrides = ["run.iterations=1", "data.max_heldout_prompts=6", "generation.prompts_per_iteration=4",
+                 "data.transfer_prompts=''", "data.general_prompts=''",
                  "generation.samples_per_prompt=3", "generation.max_tokens=32", "generation.kv_cache_gb=0.25",
                  "generation.strategy=conditioned", "scoring.reward=reward_model",
                  f"scoring.reward_model.path={rm_dir}", "scoring.normalize=group", "eval.reward=constraints",
