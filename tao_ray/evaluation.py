@@ -84,8 +84,9 @@ def row_fields(evaluation: Evaluation, base_row: dict[str, Any] | None, limits: 
     row["length_ratio"] = selection.length_ratio(lengths, base.get("heldout_response_tokens") or [])
     general, base_general = row.get("general_reward_mean"), base.get("general_reward_mean")
     row["general_delta"] = None if general is None or base_general is None else general - base_general
+    versus_general = row.get("general_vs_base") or {}
     row["vetoed"] = selection.guard_vetoes(row["length_ratio"], limits.max_length_ratio, row["general_delta"],
-                                           limits.max_general_drop)
+                                           limits.max_general_drop, versus_general.get("ci95_high"))
     return row
 
 

@@ -86,16 +86,20 @@ def length_ratio(lengths: list[int], base_lengths: list[int]) -> float | None:
 
 
 def guard_vetoes(ratio: float | None, max_length_ratio: float | None, general_delta: float | None,
-                 max_general_drop: float | None) -> list[str]:
-    """Why a model may not replace the base (or the deployed model), one line per failed guard; [] when none
-    failed. Unmeasured numbers (None) and guards turned off (None) veto nothing."""
+                 max_general_drop: float | None, general_ci_high: float | None = None) -> list[str]:
+    """Why a model may not replace the base, one line per failed guard; [] when none failed. Unmeasured numbers
+    (None) and guards turned off (None) veto nothing. A general-set drop vetoes only when it is also more than
+    noise: the upper end of the 95% CI of the model's win rate over the base on that set is below 0.5 (a small set
+    moves by a few prompts from one iteration to the next)."""
     reasons = []
     if ratio is not None and max_length_ratio is not None and ratio > max_length_ratio:
         reasons.append(f"answers are {ratio:.2f}x as long as the base model's (limit {max_length_ratio:g}x): "
                        "it would cost more to serve")
-    if general_delta is not None and max_general_drop is not None and general_delta < -max_general_drop:
+    significant = general_ci_high is None or general_ci_high < 0.5
+    if general_delta is not None and max_general_drop is not None and general_delta < -max_general_drop \
+            and significant:
         reasons.append(f"general-prompt reward fell {-general_delta:.3f} below the base model's (limit "
-                       f"{max_general_drop:g}): a skill outside the task was traded away")
+                       f"{max_general_drop:g}, win rate CI below 0.5): a skill outside the task was traded away")
     return reasons
 
 

@@ -29,6 +29,9 @@ def test_guards_veto_long_answers_and_general_drops_only():
     assert len(guard_vetoes(3.0, 2.0, -0.2, 0.05)) == 2
     assert guard_vetoes(None, 2.0, None, 0.05) == []  # unmeasured vetoes nothing
     assert guard_vetoes(9.0, None, -9.0, None) == []  # guards turned off
+    # A drop within noise (the win rate's CI reaches 0.5) vetoes nothing; a clear one does.
+    assert guard_vetoes(1.0, 2.0, -0.083, 0.05, general_ci_high=0.54) == []
+    assert len(guard_vetoes(1.0, 2.0, -0.083, 0.05, general_ci_high=0.42)) == 1
 
 
 def test_versus_base_skips_prompts_either_side_failed():
@@ -44,13 +47,13 @@ def test_base_row_compares_with_itself():
 
 
 def test_later_rows_report_every_set_against_the_base():
-    base = row_fields(evaluation([0.0, 0.0], [10, 10], general=[1.0, 1.0], transfer=[0.0, 0.5]), None,
+    base = row_fields(evaluation([0.0, 0.0], [10, 10], general=[1.0] * 6, transfer=[0.0, 0.5]), None,
                       EvalSection())
-    row = row_fields(evaluation([1.0, 1.0], [30, 30], general=[0.5, 1.0], transfer=[1.0, 0.5]), base,
+    row = row_fields(evaluation([1.0, 1.0], [30, 30], general=[0.5] * 6, transfer=[1.0, 0.5]), base,
                      EvalSection(max_length_ratio=2.0, max_general_drop=0.1))
     assert row["heldout_vs_base"]["win_rate"] == 1.0
     assert row["transfer_reward_mean"] == 0.75 and row["transfer_vs_base"]["win_rate"] == 0.75
-    assert row["general_delta"] == -0.25 and row["length_ratio"] == 3.0
+    assert row["general_delta"] == -0.5 and row["general_vs_base"]["ci95_high"] == 0.0 and row["length_ratio"] == 3.0
     assert len(row["vetoed"]) == 2
     assert eligible_reward(row) is None  # the best held-out reward, vetoed
     assert eligible_reward(base) == 0.0
