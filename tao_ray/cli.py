@@ -105,11 +105,12 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     # Older summaries lack the gate's keys: .get() falls back to the built-in defaults.
     # A run's null max_length_ratio turns the length guard off.
     max_ratio = args.max_length_ratio if args.max_length_ratio is not None else run_eval.get("max_length_ratio", 2.0)
-    max_drop = args.max_general_drop if args.max_general_drop is not None else run_eval.get("max_general_drop")
-    max_drop = 0.05 if max_drop is None else max_drop
+    # A run's null max_general_drop turns the trade-off guard off (the set is still answered and reported).
+    max_drop = (args.max_general_drop if args.max_general_drop is not None
+                else run_eval.get("max_general_drop", 0.05))
     if max_ratio is not None and max_ratio <= 0:
         raise TaoError(f"promote: --max-length-ratio is {max_ratio}; it must be above 0")
-    if max_drop < 0:
+    if max_drop is not None and max_drop < 0:
         raise TaoError(f"promote: --max-general-drop is {max_drop}; it must be at least 0")
     general_file = args.general_prompts or run_data.get("general_prompts")
     if args.general_reward and not general_file:

@@ -19,8 +19,9 @@ from tao_ray.core.promotion import decide
 class Gate:
     max_length_ratio: float | None = 2.0
     """Veto when the candidate's mean response length exceeds this multiple of the current model's (None: off)."""
-    max_general_drop: float = 0.05
-    """Veto when the candidate's mean score on the general set falls more than this below the current model's."""
+    max_general_drop: float | None = 0.05
+    """Veto when the candidate's mean score on the general set falls more than this below the current model's
+    (None: report only)."""
 
 
 def promote(candidate: str, current: str, heldout: PromptSet, general: PromptSet | None, engine: Engine,

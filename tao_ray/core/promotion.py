@@ -39,7 +39,8 @@ class GeneralEvidence:
     """Candidate (a) against current (b) on the general set."""
     drop: float | None
     """mean_current - mean_candidate (positive: the candidate got worse)."""
-    max_drop: float
+    max_drop: float | None
+    """The veto threshold; None: the guard is off (the set is only reported)."""
 
 
 @dataclass(frozen=True)
@@ -113,24 +114,24 @@ def _length_check(lengths_candidate: list[int], lengths_current: list[int],
     return passed, f"{summary} {'within' if passed else 'exceeds'} the limit {max_ratio}", evidence
 
 
-def _general_check(scores: PairedScores, max_drop: float) -> tuple[bool, str, GeneralEvidence]:
+def _general_check(scores: PairedScores, max_drop: float | None) -> tuple[bool, str, GeneralEvidence]:
     if not scores.scored_pairs:
         evidence = GeneralEvidence(scores, None, max_drop)
         return False, (f"general set: no prompt could be scored for both models (0 of {scores.prompts}); the "
                        "trade-off is unknown"), evidence
     drop = scores.mean_b - scores.mean_a
     evidence = GeneralEvidence(scores, drop, max_drop)
-    passed = drop <= max_drop
-    summary = (f"general set: mean {scores.mean_a:.3f} vs {scores.mean_b:.3f}, a drop of {drop:.3f} "
-               f"{'within' if passed else 'exceeds'} the limit {max_drop} (win rate {scores.win_rate:.2f}, "
-               f"{_ci(scores)})")
+    passed = max_drop is None or drop <= max_drop
+    limit = "(guard off)" if max_drop is None else f"{'within' if passed else 'exceeds'} the limit {max_drop}"
+    summary = (f"general set: mean {scores.mean_a:.3f} vs {scores.mean_b:.3f}, a drop of {drop:.3f} {limit} "
+               f"(win rate {scores.win_rate:.2f}, {_ci(scores)})")
     return passed, summary, evidence
 
 
 def decide(scores_candidate: list[float | None], scores_current: list[float | None], lengths_candidate: list[int],
            lengths_current: list[int], general_candidate: list[float | None] | None = None,
            general_current: list[float | None] | None = None, max_length_ratio: float | None = 2.0,
-           max_general_drop: float = 0.05, seed: int = 0) -> Decision:
+           max_general_drop: float | None = 0.05, seed: int = 0) -> Decision:
     """Index i of each list is prompt i of its set. Without a general set, the trade-off check is left out."""
     heldout = paired_scores(scores_candidate, scores_current, seed)
     checks = [_win_check(heldout)]

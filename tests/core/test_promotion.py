@@ -92,3 +92,10 @@ def test_the_decision_is_plain_json_with_the_models_named():
     assert data["length"] == {"mean_candidate": 30.0, "mean_current": 30.0, "ratio": 1.0, "max_ratio": 2.0}
     assert data["general"]["drop"] == 0.0 and data["general"]["win_rate"] == 0.5
     assert decide(WINNING, LOSING, SAME_LENGTH, SAME_LENGTH).as_dict()["general"] is None
+
+
+def test_a_general_guard_turned_off_reports_the_drop_without_a_veto():
+    decision = decide([1.0] * 8, [0.0] * 8, [10] * 8, [10] * 8, general_candidate=[0.0] * 8,
+                      general_current=[1.0] * 8, max_general_drop=None)
+    assert decision.promote and decision.general.drop == 1.0
+    assert "guard off" in decision.reasons[-1]
