@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.peer_trl import subprocess_env  # the same environment for every benchmark's subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/demo-cpu.yaml"
@@ -133,15 +134,6 @@ def plot(path: Path, runs: dict[int, list[dict[str, Any]]], front: list[dict[str
 
 def log(message: str) -> None:
     print(f"[compute_budget] {message}", file=sys.stderr, flush=True)
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["WANDB_MODE"] = "disabled"
-    return env
 
 
 def run_point(recipe: str, spp: int, iterations: int, runs_dir: Path, extra: list[str]) -> dict[str, Any]:
