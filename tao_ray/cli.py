@@ -237,6 +237,16 @@ class _IntermixedParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
+def _add_distance_options(parser: argparse.ArgumentParser, duplicate: str, contaminated: str) -> None:
+    """The embedding-distance thresholds `ingest` and `expand` share (tao_ray/data/decontamination.py)."""
+    from tao_ray.data import decontamination as thresholds
+
+    parser.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
+                        help=f"embedding cosine distance below which {duplicate} (default %(default)s)")
+    parser.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
+                        help=f"embedding cosine distance below which {contaminated} (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tao_ray.data import decontamination as thresholds  # light: no model is loaded until one is needed
 
@@ -322,12 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--store", required=True, help="the store directory (created on first use)")
     ingest.add_argument("--decontaminate", action="extend", nargs="+", metavar="FILE",
                         help="held-out and evaluation prompt files: prompts close to theirs are never stored")
-    ingest.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
-                        help="embedding cosine distance below which a prompt duplicates a stored one "
-                             "(default %(default)s)")
-    ingest.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
-                        help="embedding cosine distance below which a prompt counts as a copy of a held-out or "
-                             "evaluation prompt (default %(default)s)")
+    _add_distance_options(ingest, "a prompt duplicates a stored one",
+                          "a prompt counts as a copy of a held-out or evaluation prompt")
     ingest.add_argument("--ngram", type=int, default=thresholds.NGRAM,
                         help="a shared word n-gram of this length with a held-out prompt also contaminates "
                              "(default %(default)s)")
@@ -345,12 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     expand.add_argument("--max-rounds", type=int, default=8,
                         help="stop after this many rounds of one request per seed and method, even if short of N "
                              "(then exit 1) (default %(default)s)")
-    expand.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
-                        help="embedding cosine distance below which a new prompt repeats a seed or an accepted "
-                             "prompt (default %(default)s)")
-    expand.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
-                        help="embedding cosine distance below which a new prompt copies a held-out prompt "
-                             "(default %(default)s)")
+    _add_distance_options(expand, "a new prompt repeats a seed or an accepted prompt",
+                          "a new prompt copies a held-out prompt")
     expand.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     expand.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     expand.set_defaults(func=_cmd_expand)
