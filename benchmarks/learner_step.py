@@ -20,27 +20,32 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("results-learner-step-cpu.json")
-# (name, runner, compute dtype, kl_coef); the bare loop of the same dtype is each learner row's baseline.
+# (name, runner, compute dtype, kl_coef, shared prefix); the bare loop of the same dtype is each learner row's
+# baseline. The bare loop packs row by row; the learner packs each group's prompt once (training.shared_prefix),
+# and its "rows" configurations turn that off, to show what the sharing buys.
 CONFIGS = [
-    ("bare-float32", "bare", "float32", 0.0),
-    ("learner-float32-kl0", "learner", "float32", 0.0),
-    ("learner-float32-kl0.02", "learner", "float32", 0.02),
-    ("bare-bfloat16", "bare", "bfloat16", 0.0),
-    ("learner-bfloat16-kl0", "learner", "bfloat16", 0.0),
-    ("learner-bfloat16-kl0.02", "learner", "bfloat16", 0.02),
+    ("bare-float32", "bare", "float32", 0.0, False),
+    ("learner-float32-kl0", "learner", "float32", 0.0, True),
+    ("learner-float32-kl0.02", "learner", "float32", 0.02, True),
+    ("bare-bfloat16", "bare", "bfloat16", 0.0, False),
+    ("learner-rows-bfloat16-kl0", "learner", "bfloat16", 0.0, False),
+    ("learner-bfloat16-kl0", "learner", "bfloat16", 0.0, True),
+    ("learner-bfloat16-kl0.02", "learner", "bfloat16", 0.02, True),
 ]
 MICRO_BATCH = 16
 
 
 def synthetic_batch(samples: int):
-    """Demo-like rows: 16-token-apart prompt lengths around 45, responses of 20 to 64 tokens, +-1 advantages."""
+    """Demo-like groups: one prompt of 35-54 tokens answered 4 times, responses of 20 to 64 tokens, +-1
+    advantages."""
     import torch
 
     from tao_ray.batch import RolloutBatch
 
     rng = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(100, 40000, (int(torch.randint(35, 55, (1,), generator=rng)),),
-                             generator=rng).tolist() for _ in range(samples)]
+    group_prompts = [torch.randint(100, 40000, (int(torch.randint(35, 55, (1,), generator=rng)),),
+                                   generator=rng).tolist() for _ in range(-(-samples // 4))]
+    prompts = [group_prompts[i // 4] for i in range(samples)]
     responses = [torch.randint(100, 40000, (int(torch.randint(20, 65, (1,), generator=rng)),),
                                generator=rng).tolist() for _ in range(samples)]
     return RolloutBatch(prompts, responses, [0.0] * samples, [(-1.0) ** i for i in range(samples)],
@@ -78,7 +83,7 @@ def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
     return times[1:]
 
 
-def learner_step(batch, dtype: str, kl_coef: float, repeats: int) -> list[float]:
+def learner_step(batch, dtype: str, kl_coef: float, shared_prefix: bool, repeats: int) -> list[float]:
     import dataclasses
 
     from tao_ray.actors.learner import LearnerActor
@@ -86,7 +91,7 @@ def learner_step(batch, dtype: str, kl_coef: float, repeats: int) -> list[float]
     from tao_ray.demo_model import materialize
 
     training = dataclasses.replace(TrainingSection(), lr=1e-6, micro_batch_size=MICRO_BATCH, kl_coef=kl_coef,
-                                   compute_dtype=dtype)
+                                   compute_dtype=dtype, shared_prefix=shared_prefix)
     learner = LearnerActor(str(materialize()), "float32", training, "cpu", 0, 1, os.cpu_count() or 1)
     learner.setup("127.0.0.1", 29000 + os.getpid() % 1000)
     micro = -(-len(batch) // MICRO_BATCH)
@@ -94,9 +99,11 @@ def learner_step(batch, dtype: str, kl_coef: float, repeats: int) -> list[float]
 
 
 def child(name: str, samples: int, repeats: int) -> list[float]:
-    _, runner, dtype, kl_coef = next(c for c in CONFIGS if c[0] == name)
+    _, runner, dtype, kl_coef, shared_prefix = next(c for c in CONFIGS if c[0] == name)
     batch = synthetic_batch(samples)
-    return bare_loop(batch, dtype, repeats) if runner == "bare" else learner_step(batch, dtype, kl_coef, repeats)
+    if runner == "bare":
+        return bare_loop(batch, dtype, repeats)
+    return learner_step(batch, dtype, kl_coef, shared_prefix, repeats)
 
 
 def main() -> None:
@@ -111,7 +118,10 @@ def main() -> None:
         return
     from tao_ray.tracking import hardware
 
-    tokens = sum(synthetic_batch(args.samples).lengths())
+    batch = synthetic_batch(args.samples)
+    tokens = sum(batch.lengths())  # prompt + response per row: the work, however it is packed
+    distinct = {tuple(p): 0 for p in batch.prompt_token_ids}
+    shared_tokens = sum(len(p) for p in distinct) + sum(len(r) for r in batch.response_token_ids)
     results = {}
     for name in args.configs.split(","):
         out = subprocess.run([sys.executable, "-m", "benchmarks.learner_step", "--child", name, "--repeats",
@@ -126,6 +136,7 @@ def main() -> None:
         if bare and not name.startswith("bare"):
             result["fraction_of_bare_loop"] = result["tokens_per_s"] / bare["tokens_per_s"]
     report = {"benchmark": "learner_step", "samples": args.samples, "tokens_per_step": tokens,
+              "tokens_computed_with_shared_prefix": shared_tokens,
               "micro_batch_size": MICRO_BATCH, "repeats": args.repeats, "results": results, "hardware": hardware()}
     print(json.dumps(report, indent=2))
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -49,6 +49,7 @@ class LearnerActor:
 
         from tao_ray.core import precision
         from tao_ray.core.sequences import head_is_separable
+        from tao_ray.core.shared_prefix import SUPPORTED_ATTENTION
 
         # The cores this actor owns, not the node's: intra-op threads beyond them only contend.
         torch.set_num_threads(max(1, self.num_threads))
@@ -90,6 +91,8 @@ class LearnerActor:
         self.chunked_head = not zero3
         if self.chunked_head:
             self.chunked_head = head_is_separable(self.engine.module, self._causal_lm(), policy.config.vocab_size)
+        attention = getattr(policy.config, "_attn_implementation", None)
+        self.shared_prefix = training.shared_prefix and self.chunked_head and attention in SUPPORTED_ATTENTION
         if self.reference is not None and not zero3:
             self.reference.to(self.torch_device)
         self.sync_channel = None
@@ -174,13 +177,16 @@ class LearnerActor:
         import torch
 
         from tao_ray.core.sequences import pack
+        from tao_ray.core.shared_prefix import pack_shared, sharing_pays
 
         weight = 1.0 if chunk else 0.0
         unit = self.algorithm.rows_per_unit
         rows = chunk or (list(range(unit)) if len(shard) >= unit else [])
         stand_in = [[self.pad_id]] * unit
-        packed = pack([shard.prompt_token_ids[j] for j in rows] or stand_in,
-                      [shard.response_token_ids[j] for j in rows] or stand_in, self.pad_id).to(self.torch_device)
+        prompts = [shard.prompt_token_ids[j] for j in rows] or stand_in
+        packer = pack_shared if self.shared_prefix and sharing_pays(prompts) else pack
+        packed = packer(prompts, [shard.response_token_ids[j] for j in rows] or stand_in,
+                        self.pad_id).to(self.torch_device)
         packed.response_mask_BR *= weight
         advantages = [shard.advantages[j] for j in rows] or [0.0] * unit
         stale = [bool(shard.policy_versions) and shard.policy_versions[j] < version
@@ -212,7 +218,8 @@ class LearnerActor:
         started = time.perf_counter()
         cfg = self.training
         size = len(shard)
-        chunks = microbatch.split(shard.lengths(), micro_batches, self.algorithm.rows_per_unit)
+        chunks = microbatch.split(shard.lengths(), micro_batches, self.algorithm.rows_per_unit,
+                                  shard.group_ids if self.shared_prefix and shard.group_ids else None)
         total_tokens = sum(len(r) for r in shard.response_token_ids)
         if denominators is None:
             from tao_ray.core.data_parallel import rank_denominators
@@ -321,7 +328,7 @@ class LearnerActor:
         device = torch.cuda.get_device_name(self.torch_device) if self.device == "cuda" else "cpu"
         return {"parameters": int(parameters), "device": device, "weights_dtype": self.dtype,
                 "compute_dtype": self.compute_dtype, "reference": self.uses_reference,
-                "chunked_logprobs": self.chunked_head}
+                "chunked_logprobs": self.chunked_head, "shared_prefix": self.shared_prefix}
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)

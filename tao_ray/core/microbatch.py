@@ -20,17 +20,27 @@ def count(lengths: list[int], max_rows: int, max_tokens: int | None, unit: int =
     return max(1, by_rows, min(by_tokens, len(lengths) // unit))
 
 
-def split(lengths: list[int], parts: int, unit: int = 1) -> list[list[int]]:
+def split(lengths: list[int], parts: int, unit: int = 1, group_ids: list[int] | None = None) -> list[list[int]]:
     """`parts` chunks of row indices (some may be empty) with near-equal unit counts, so none holds more rows than
     `count` planned. Rows of similar length go together (units sorted by tokens): a micro-batch is padded to its
     longest row, so mixing short and long rows wastes compute on padding. Each chunk lists its rows in order;
-    the `unit` rows of a unit (2 for DPO's chosen/rejected pairs) stay in one chunk."""
+    the `unit` rows of a unit (2 for DPO's chosen/rejected pairs) stay in one chunk.
+
+    With `group_ids` (one per row; rows of a group share their prompt), a micro-batch packs each group as one
+    sequence (core.shared_prefix): units are ordered by their group's tokens and then by group, so a group's rows
+    sit next to each other and stay in one chunk unless the chunk boundary falls inside it."""
     units = [list(range(i, min(i + unit, len(lengths)))) for i in range(0, len(lengths), unit)]
-    by_length = sorted(units, key=lambda rows: sum(lengths[j] for j in rows))  # stable: ties keep batch order
+    if group_ids is None:
+        ordered = sorted(units, key=lambda rows: sum(lengths[j] for j in rows))  # stable: ties keep batch order
+    else:
+        group_tokens: dict[int, int] = {}
+        for j, g in enumerate(group_ids):
+            group_tokens[g] = group_tokens.get(g, 0) + lengths[j]
+        ordered = sorted(units, key=lambda rows: (group_tokens[group_ids[rows[0]]], group_ids[rows[0]]))
     per_part, extra = divmod(len(units), parts)
     chunks, start = [], 0
     for part in range(parts):
         size = per_part + (1 if part < extra else 0)
-        chunks.append(sorted(j for rows in by_length[start:start + size] for j in rows))
+        chunks.append(sorted(j for rows in ordered[start:start + size] for j in rows))
         start += size
     return chunks

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tao_ray.core.shared_prefix import SharedPrefixBatch, gather_response_states
+
 
 @dataclass
 class PackedBatch:
@@ -54,7 +56,7 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> P
                        response_mask_BR)
 
 
-def response_logprobs(model, packed: PackedBatch, temperature: float = 1.0, causal_lm=None,
+def response_logprobs(model, packed, temperature: float = 1.0, causal_lm=None,
                       chunk_tokens: int = 4096) -> torch.Tensor:
     """logprobs_BR of each response token under `model` (an HF causal LM, or an engine wrapping one), from logits
     divided by the sampling `temperature`: the distribution the responses were drawn from.
@@ -62,7 +64,17 @@ def response_logprobs(model, packed: PackedBatch, temperature: float = 1.0, caus
     With `causal_lm` (the HF model inside `model`, whose output projection `head_is_separable` accepted), the model
     returns its last hidden states instead of logits, and the projection and log-softmax run over chunks of about
     `chunk_tokens` positions, each recomputed in the backward pass: no B x R x V logits tensor, in any dtype, is
-    ever whole (for a 128k vocabulary and 8k-token micro-batches it would be 4 GB in float32)."""
+    ever whole (for a 128k vocabulary and 8k-token micro-batches it would be 4 GB in float32).
+
+    `packed`: a PackedBatch (row by row), or a core.shared_prefix.SharedPrefixBatch (one sequence per prompt; needs
+    `causal_lm`)."""
+    if isinstance(packed, SharedPrefixBatch):
+        # Every position's hidden state is kept (responses sit all along the sequence); only the response rows'
+        # predicting positions go through the output projection.
+        with hidden_states_instead_of_logits(causal_lm) as head:
+            hidden_GSH = model(**packed.forward_kwargs(causal_lm.config._attn_implementation)).logits
+        return chunked_token_logprobs(gather_response_states(hidden_GSH, packed), head, packed.response_ids_BR,
+                                      temperature, chunk_tokens)
     kwargs = dict(input_ids=packed.input_ids_BS, attention_mask=packed.attention_mask_BS,
                   position_ids=packed.position_ids_BS, logits_to_keep=packed.logits_to_keep, use_cache=False)
     if causal_lm is None:

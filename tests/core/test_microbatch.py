@@ -23,3 +23,13 @@ def test_split_keeps_pairs_whole_and_fills_every_part_when_possible():
     assert chunks == [[0, 1], [4, 5], [2, 3]]  # shortest pairs first
     assert microbatch.split([5, 50, 5, 50], 2, unit=2) == [[0, 1], [2, 3]]  # equal pairs keep batch order
     assert microbatch.split([5, 5], 3) == [[0], [1], []]
+
+
+def test_split_with_groups_keeps_each_group_in_one_chunk():
+    """Rows of a group (one prompt) are interleaved in the batch; with group ids each chunk takes whole groups,
+    ordered by the group's tokens, so the shared-prompt packing computes each prompt once."""
+    group_ids = [0, 1, 2, 3] * 4
+    lengths = [10 + 5 * g for g in group_ids]
+    chunks = microbatch.split(lengths, 2, 1, group_ids)
+    assert sorted(j for c in chunks for j in c) == list(range(16))
+    assert [sorted({group_ids[j] for j in c}) for c in chunks] == [[0, 1], [2, 3]]
