@@ -70,7 +70,8 @@ APPLIED = (
     "generation.distance", "generation.min_distance", "generation.draw_budget", "generation.condition_template",
     "generation.settle_after",
     # Precision and overlap knobs: the same objective and weights, computed faster or a step staler.
-    "generation.dtype", "training.compute_dtype", "training.logprob_chunk_tokens", "training.max_importance_ratio",
+    "generation.dtype", "training.compute_dtype", "training.logprob_chunk_tokens", "training.shared_prefix",
+    "training.max_importance_ratio",
     "run.max_staleness", "run.checkpoint_every",
     "scoring.*",
     "training.kl_coef", "training.clip_eps", "training.epochs", "training.dpo_beta", "training.min_margin",
