@@ -165,6 +165,7 @@ def tail(text: str, lines: int = 15) -> list[str]:
 def tao_overrides(dtype: str, kl_coef: float, iterations: int, knobs: bool) -> list[str]:
     overrides = [
         f"data.train_prompts={PROMPTS}", f"data.max_train_prompts={WORK['prompts']}", "data.max_heldout_prompts=1",
+        "data.transfer_prompts=''", "data.general_prompts=''",  # TRL's step has no evaluation sets
         f"generation.prompts_per_iteration={WORK['prompts']}",
         f"generation.samples_per_prompt={WORK['completions_per_prompt']}",
         f"generation.max_tokens={WORK['max_new_tokens']}", f"generation.temperature={WORK['temperature']}",

@@ -256,7 +256,17 @@ class LearnerActor:
     def loss_on(self, shard: RolloutBatch) -> float:
         """The objective on a batch, without updating: DPO's or RFT's own loss; for grpo/rloo the REINFORCE form
         -mean_tokens(A * logprob) + kl_coef * KL, whose gradient equals the clipped loss's at ratio 1 (the clipped
-        loss's value is constant there). One train step on the batch must lower it."""
+        loss's value is constant there). One train step on the batch must lower it.
+
+        Computed in the master weights' dtype, without the bf16 autocast: one step of lr 1e-5 moves most weights by
+        less than bf16's resolution, so a bf16 measurement of the change would be mostly rounding."""
+        autocast, self.autocast = self.autocast, None
+        try:
+            return self._loss_on(shard)
+        finally:
+            self.autocast = autocast
+
+    def _loss_on(self, shard: RolloutBatch) -> float:
         import torch
 
         from tao_ray.core.losses import aggregate, kl_k3
