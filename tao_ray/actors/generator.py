@@ -9,7 +9,7 @@ import os
 import time
 
 from tao_ray import weight_sync
-from tao_ray.actors import logs
+from tao_ray.actors import cpu_cores, logs
 from tao_ray.batch import Generation
 from tao_ray.core import diversity
 from tao_ray.rewards.compose import Scores
@@ -28,6 +28,8 @@ class GeneratorActor:
         self.dtype = precision.resolve(dtype, device, weights_dtype)
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        if device == "cpu":
+            cpu_cores.give_engine_every_core()
         from vllm import LLM
 
         kv_cache = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {

