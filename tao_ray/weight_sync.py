@@ -51,6 +51,13 @@ _DTYPES = {"float64": "F64", "float32": "F32", "bfloat16": "BF16", "float16": "F
            "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}  # safetensors' names
 
 
+def checksum(tensor: torch.Tensor) -> float:
+    """The sum of a tensor's values, for comparing weights across processes: numpy's single-threaded pairwise sum in
+    float64, so it does not depend on the thread count (torch's parallel sum does: 1 and 2 threads give different
+    last bits, and an engine computes on more threads than a learner in a test)."""
+    return float(tensor.detach().cpu().double().numpy().sum())
+
+
 def cast(tensor: torch.Tensor, dtype: str | None) -> torch.Tensor:
     """The tensor in the engine's dtype (None: as it is), on the CPU, contiguous."""
     tensor = tensor.detach()
@@ -185,7 +192,7 @@ class WorkerExtension:
 
     def tao_parameter_sum(self, name: str) -> float:
         """Sum of one parameter as the engine holds it (use an unpacked one, e.g. the embedding), for checks."""
-        return float(dict(self.model_runner.model.named_parameters())[name].double().sum())
+        return checksum(dict(self.model_runner.model.named_parameters())[name])
 
     def tao_parameter_names(self) -> list[str]:
         return [name for name, _ in self.model_runner.model.named_parameters()]

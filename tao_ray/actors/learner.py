@@ -260,7 +260,9 @@ class LearnerActor:
 
         Computed in the master weights' dtype, without the bf16 autocast: one step of lr 1e-5 moves most weights by
         less than bf16's resolution, so a bf16 measurement of the change would be mostly rounding."""
-        autocast, self.autocast = self.autocast, None
+        # Under ZeRO-3 the reference is an engine that autocasts by its own config: the policy then keeps the
+        # autocast too, so that both compute alike (their KL at the start is exactly 0).
+        autocast, self.autocast = self.autocast, self.autocast if self.zero3 else None
         try:
             return self._loss_on(shard)
         finally:
@@ -344,10 +346,12 @@ class LearnerActor:
         return sum(p.numel() for p in self.engine.module.parameters() if p.requires_grad)
 
     def parameter_sum(self, name: str) -> float:
+        from tao_ray.weight_sync import checksum
+
         total = None
         for tensor_name, tensor in self._full_tensors():
             if tensor_name == name:
-                total = float(tensor.double().sum())
+                total = checksum(tensor)
         if total is None:
             raise KeyError(name)
         return total
