@@ -76,12 +76,16 @@ class GeneratorActor:
         return faults.child_processes()
 
     def shutdown(self) -> None:
-        """Stop the engine and its processes before the actor is killed."""
+        """Stop the engine and its processes before the actor is killed, and remove the adapter's files."""
+        import gc
+        import shutil
+
         llm, self.llm = self.llm, None
         del llm
-        import gc
-
         gc.collect()
+        if self.adapter_dir is not None:
+            shutil.rmtree(self.adapter_dir, ignore_errors=True)
+            self.adapter_dir = None
 
     def prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
         encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
