@@ -577,6 +577,7 @@ class TaoDriver:
         self.complete_checkpoint()
         summary = self.tracker.summary
         summary["stopped"] = reason
+        summary["wall_s"] = time.perf_counter() - self.started_at  # this invocation's, start-up included
         self.tracker.flush()
         self.tracker.stage(report.after_run(self.run_dir))
         base = summary["iterations"][0]["heldout_reward_mean"]
@@ -602,7 +603,7 @@ class TaoDriver:
                   for a in getattr(self, role, [])}
         for actor in actors.values():
             ray.kill(actor)
-        if getattr(self, "placement", None) is not None:
+        if getattr(self, "reservation", None) is not None:
             self.reservation.release()
         if self.started_ray:
             ray.shutdown()

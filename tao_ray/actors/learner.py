@@ -140,33 +140,33 @@ class LearnerActor:
         module = self.engine.module
         return module.get_base_model() if self.lora else module
 
-    def _autocast(self):
+    def _autocast(self, enabled: bool = True):
         """bf16 compute around every forward outside the engine (the reference's, the chunked head's); the engine's
-        own forward autocasts by its torch_autocast config."""
+        own forward autocasts by its torch_autocast config. `enabled=False`: the master weights' dtype."""
         import torch
 
-        if self.autocast is None:
+        if self.autocast is None or not enabled:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.torch_device.type, dtype=getattr(torch, self.compute_dtype))
 
-    def _logprobs(self, model, packed):
+    def _logprobs(self, model, packed, autocast: bool = True):
         from tao_ray.core.sequences import response_logprobs
 
-        with self._autocast():
+        with self._autocast(autocast):
             return response_logprobs(model, packed, self.temperature, self._causal_lm(),
                                      self.training.logprob_chunk_tokens)
 
-    def _reference_logprobs(self, packed):
+    def _reference_logprobs(self, packed, autocast: bool = True):
         if self.reference is not None:
             from tao_ray.core.sequences import response_logprobs
 
             reference = getattr(self.reference, "module", self.reference)
-            with self._autocast():
+            with self._autocast(autocast):
                 return response_logprobs(self.reference, packed, self.temperature,
                                          reference if self.chunked_head else None,
                                          self.training.logprob_chunk_tokens)
         with self.engine.module.disable_adapter():
-            return self._logprobs(self.engine.module, packed)
+            return self._logprobs(self.engine.module, packed, autocast)
 
     def _prepare(self, shard: RolloutBatch, chunk: list[int], need_old: bool, version: int):
         """One micro-batch, packed, plus what its loss reads besides the current log-probs (algorithms.LossInputs).
@@ -260,15 +260,6 @@ class LearnerActor:
 
         Computed in the master weights' dtype, without the bf16 autocast: one step of lr 1e-5 moves most weights by
         less than bf16's resolution, so a bf16 measurement of the change would be mostly rounding."""
-        # Under ZeRO-3 the reference is an engine that autocasts by its own config: the policy then keeps the
-        # autocast too, so that both compute alike (their KL at the start is exactly 0).
-        autocast, self.autocast = self.autocast, self.autocast if self.zero3 else None
-        try:
-            return self._loss_on(shard)
-        finally:
-            self.autocast = autocast
-
-    def _loss_on(self, shard: RolloutBatch) -> float:
         import torch
 
         from tao_ray.core.losses import aggregate, kl_k3
@@ -276,9 +267,12 @@ class LearnerActor:
 
         packed = pack(shard.prompt_token_ids, shard.response_token_ids, self.pad_id).to(self.torch_device)
         mask_BR = packed.response_mask_BR
+        # Under ZeRO-3 the reference is an engine that autocasts by its own config: the policy then keeps the
+        # autocast too, so that both compute alike (their KL at the start is exactly 0).
+        autocast = self.zero3
         with torch.no_grad():
-            ref_BR = self._reference_logprobs(packed) if self.uses_reference else None
-            logprobs_BR = self._logprobs(self.engine.module, packed)
+            ref_BR = self._reference_logprobs(packed, autocast) if self.uses_reference else None
+            logprobs_BR = self._logprobs(self.engine.module, packed, autocast)
             advantages_B = torch.tensor(shard.advantages, device=self.torch_device)
             if not self.algorithm.policy_gradient:
                 denominators = {"tokens": float(mask_BR.sum()), "rows": len(shard), "pairs": len(shard) // 2}

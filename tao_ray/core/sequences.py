@@ -36,9 +36,15 @@ class PackedBatch:
                                                     self.response_ids_BR, self.response_mask_BR)))
 
 
-def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> PackedBatch:
+def require_tokens(prompts: list[list[int]], responses: list[list[int]]) -> None:
+    """Both packings need a token in every prompt and response (a response's first log-prob is read at its
+    prompt's last position)."""
     if any(len(p) == 0 for p in prompts) or any(len(r) == 0 for r in responses):
         raise ValueError("every prompt and response needs at least one token")
+
+
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> PackedBatch:
+    require_tokens(prompts, responses)
     width_p = max(len(p) for p in prompts)
     width_r = max(len(r) for r in responses)
     batch = len(prompts)

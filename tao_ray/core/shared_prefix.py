@@ -57,8 +57,9 @@ def sharing_pays(prompts: list[list[int]]) -> bool:
 
 def pack_shared(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> SharedPrefixBatch:
     """Rows with identical prompts (in any order) become one sequence; the response rows keep the caller's order."""
-    if any(len(p) == 0 for p in prompts) or any(len(r) == 0 for r in responses):
-        raise ValueError("every prompt and response needs at least one token")
+    from tao_ray.core.sequences import require_tokens  # here: sequences imports this module
+
+    require_tokens(prompts, responses)
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, prompt in enumerate(prompts):
         groups.setdefault(tuple(prompt), []).append(row)

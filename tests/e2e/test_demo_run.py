@@ -28,6 +28,7 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
 
     assert summary["recipe"] == "recipes/demo-cpu.yaml" and Path(summary["model"]).is_dir()
     assert summary["stopped"] == "completed"
+    assert summary["wall_s"] > summary["startup_s"]["actors"] > 0
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1, 2]
     base, *trained = summary["iterations"]
     # The transfer and general sets (8 prompts each here) are answered and scored with the held-out set.
