@@ -3,6 +3,8 @@
 Each iteration: take a prompt batch -> generate diverse groups -> score them -> build one RolloutBatch -> learn ->
 sync weights to every generator -> evaluate on held-out prompts -> checkpoint -> log. Iteration 0 evaluates the base
 model before any training. Remote calls go to every actor first; `ray.get` then collects the whole list.
+Drawing and scoring samples (rollouts.py) and checkpoints, resume and learner recovery (run_state.py) are the
+driver's steps kept in their own modules.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 from typing import Any
 
@@ -26,7 +27,6 @@ from tao_ray import (
     pipeline,
     placement,
     report,
-    resume,
     storage,
     tracking,
     weight_sync,
@@ -35,32 +35,22 @@ from tao_ray.batch import Generation, RolloutBatch
 from tao_ray.config import Recipe
 from tao_ray.core import data_parallel, diversity, perf, selection
 from tao_ray.data.order import PromptOrder
-from tao_ray.data.prompts import PromptRecord
 from tao_ray.errors import TaoError
 from tao_ray.inputs import RunInputs, general_reward
 from tao_ray.rewards.compose import Scores
-from tao_ray.sampling import SamplingPlan
+from tao_ray.rollouts import Rollouts, mean
+from tao_ray.run_state import RunState
 from tao_ray.supervision import Supervisor
 from tao_ray.tracking import Tracker, hardware
 
 SERVED_WEIGHTS_PARAMETER = "model.embed_tokens.weight"
 
 
-def split_evenly(items: list, parts: int) -> list[list]:
-    """Contiguous, near-equal shards (some empty when there are fewer items than parts)."""
-    size = math.ceil(len(items) / parts) if items else 0
-    return [items[i * size:(i + 1) * size] for i in range(parts)]
-
-
-def mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def measured(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.3f}"
 
 
-class TaoDriver:
+class TaoDriver(Rollouts, RunState):
     def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False):
         self.recipe, self.inputs, self.resume, self.actor_logs = recipe, inputs, resume, actor_logs
         self.run_dir = recipe.run_dir.resolve()  # actors, possibly on other nodes, get absolute paths
@@ -70,8 +60,6 @@ class TaoDriver:
         self.policy_version = 0  # the iteration whose weights the generators serve (0: the base model)
         self.next_batch: pipeline.NextBatch | None = None  # drawn ahead of its iteration (pipeline.py)
         self.background = pipeline.Background()
-        self.pending_checkpoint = None  # (staging dir, iteration, driver state, best) while its files are written
-        self.checkpoint_write_s = None
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -228,111 +216,6 @@ class TaoDriver:
 
     # ---- stages ------------------------------------------------------------------------------------------------
 
-    def take_batch(self, iteration: int, timing: dict[str, float]) -> tuple[list[PromptRecord], list[Generation],
-                                                                             Scores, dict[str, Any]]:
-        """This iteration's prompts, samples and scores: drawn now, or already (pipeline.py)."""
-        ahead, self.next_batch = self.next_batch, None
-        if ahead is None:
-            prompts = self.take_next_prompts()[0]
-        else:
-            prompts = ahead.prompts
-            generations, scores, scoring, timing["sampled_ahead"] = ahead.result()
-        with self.timed(timing, "generate", iteration) as note:
-            if ahead is None:
-                generations = self.generate(prompts)
-            note.append(f"{sum(len(g.response_texts) for g in generations)} samples for {len(prompts)} prompts"
-                        + ("" if ahead is None else " (drawn ahead)"))
-        if ahead is None or scores is None:
-            with self.timed(timing, "score", iteration) as note:
-                scores, scoring = self.score(prompts, generations), self.scoring_stats(self.scorers)
-                note.append(f"{sum(map(len, scores.raw))} scored, {scores.failed} failed")
-        else:
-            timing["score"] = 0.0
-        return prompts, generations, scores, scoring
-
-    def take_next_prompts(self) -> tuple[list[PromptRecord], dict[str, Any]]:
-        before = self.order.state()
-        indices = self.order.next_batch(self.recipe.generation.prompts_per_iteration)
-        return [self.inputs.train[i] for i in indices], before
-
-    def sample_next_in_background(self) -> None:
-        prompts, before = self.take_next_prompts()
-
-        def work():
-            generations = self.generate(prompts)
-            scores = self.score(prompts, generations)
-            return generations, scores, self.scoring_stats(self.scorers)
-
-        self.next_batch = pipeline.NextBatch(prompts, before, future=self.background.submit(work))
-
-    def order_state(self) -> dict[str, Any]:
-        """The prompt order to resume from: before a batch drawn ahead was taken."""
-        return self.next_batch.order_state if self.next_batch is not None else self.order.state()
-
-    def drop_next_batch(self) -> None:
-        if self.next_batch is not None:
-            self.next_batch.settle()
-            self.next_batch = None
-
-    def generate(self, prompts: list[PromptRecord], greedy: bool = False, answer: list[PromptRecord] | None = None):
-        """Groups of candidates from every generator. The adaptive strategy scores while it samples, so its
-        Generations arrive with raw and learning scores; the score stage then skips them. `answer`: prompts also
-        answered greedily in the same engine calls; then (samples, answers) is returned."""
-        gen = self.recipe.generation
-        n, temperature = (1, 0.0) if greedy else (gen.samples_per_prompt, gen.temperature)
-        plan = None if greedy else self.sampling_plan()
-        count = len(self.generators)
-        shards = list(zip(split_evenly(list(enumerate(prompts)), count),
-                          split_evenly(list(enumerate(answer or [])), count), strict=True))
-        adaptive = plan is not None and plan.strategy == "adaptive"
-
-        def call(k, generator, shard):
-            sample, greedy_prompts = ([(i, list(p.messages)) for i, p in part] for part in shard)
-            return generator.generate_and_answer.remote(
-                sample, n, temperature, gen.top_p, gen.max_tokens, plan,
-                self.scorers[k % len(self.scorers)] if adaptive else None,
-                [p.as_dict() for _, p in shard[0]] if adaptive else None, greedy_prompts)
-
-        parts = self.supervisor.on_generators(self.generators, [s if s[0] or s[1] else None for s in shards], call,
-                                              "eval" if greedy or answer else "generate", self.sync,
-                                              self.policy_version)
-        samples = [generation for k in sorted(parts) for generation in parts[k][0]]
-        return samples if answer is None else (samples, [g for k in sorted(parts) for g in parts[k][1]])
-
-    def sampling_plan(self) -> SamplingPlan:
-        gen = self.recipe.generation
-        return SamplingPlan(strategy=gen.strategy, n=gen.samples_per_prompt, min_distance=gen.min_distance,
-                            max_draws=max(gen.samples_per_prompt, math.ceil(gen.draw_budget * gen.samples_per_prompt)),
-                            template=gen.condition_template, settle_after=gen.settle_after)
-
-    def score(self, prompts: list[PromptRecord], generations: list[Generation], scorers: list | None = None
-              ) -> Scores:
-        """Raw and learning scores per generation (those scored during sampling keep theirs); a failed sample is
-        None in both."""
-        scorers = scorers or self.scorers
-        todo = [g for g in generations if g.rewards is None]
-        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
-        shards = split_evenly(pairs, len(scorers))
-        parts = self.supervisor.on_scorers(
-            scorers, shards, lambda _, scorer, shard: scorer.score.remote([r for r, _ in shard], [t for _, t in shard]),
-            next((role for role, actors in (("scorer", self.scorers), ("eval_scorer", self.eval_scorers),
-                                            ("general_scorer", self.general_scorers)) if actors is scorers),
-                 "scorer"))
-        results = [parts[k] for k in sorted(parts)]
-        fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
-        both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
-        return Scores([raw for raw, _ in both], [learning for _, learning in both])
-
-    def scoring_stats(self, scorers: list) -> dict[str, Any]:
-        """Each component's mean raw score (reward/<name>) and failures, merged over the scorers."""
-        parts = ray.get([s.take_stats.remote() for s in scorers], timeout=self.supervisor.timeout("score"))
-        merged: dict[str, Any] = {"scoring/failed": sum(p["scoring/failed"] for p in parts),
-                                  "scoring/failure_reasons": [r for p in parts for r in p["scoring/failure_reasons"]]}
-        for key in parts[0]:
-            if key.startswith("reward/"):
-                merged[key] = mean([p[key] for p in parts if p[key] is not None])
-        return merged
-
     def build_batch(self, generations: list[Generation], scores: Scores) -> RolloutBatch:
         """Pairing margins and thresholds compare raw scores; advantages come from learning scores."""
         training = self.recipe.training
@@ -411,122 +294,6 @@ class TaoDriver:
             return {"heldout_reward_mean": None}
         rows = self.tracker.summary["iterations"]
         return evaluation.row_fields(evaluated, rows[0] if rows else None, self.recipe.eval)
-
-    def checkpoint(self, iteration: int, heldout: float | None) -> None:
-        """Start a checkpoint: every run.checkpoint_every iterations (and the last) the policy, every rank's
-        optimizer state and the loop's state; in between only a new best policy. The learners copy their state
-        and write it in the background while the next iteration runs; the previous checkpoint is completed first
-        (one at a time), and each is renamed into place only once every file is written."""
-        self.complete_checkpoint()
-        best, _ = self.best((iteration, heldout))
-        run = self.recipe.run
-        full = iteration % run.checkpoint_every == 0 or iteration == run.iterations
-        if not full and best != iteration:
-            return
-        staging = checkpoints.staging_dir(self.run_dir, iteration)
-        self.supervisor.on_learners(self.learners, lambda learner, _: learner.save_checkpoint.remote(
-            str(staging), full), "checkpoint")
-        state = {"iteration": iteration, "prompt_order": self.order_state(), "best": best}
-        self.pending_checkpoint = (staging, iteration, state, best)
-
-    def complete_checkpoint(self, wait: bool = True) -> None:
-        """Wait for the pending checkpoint's files, rename it into place and prune older ones. Without `wait`, only
-        if every file is written already (asked between stages, so that a checkpoint becomes resumable early)."""
-        if self.pending_checkpoint is None:
-            return
-        if not wait and not all(self.supervisor.on_learners(
-                self.learners, lambda learner, _: learner.writes_done.remote(), "control")):
-            return
-        staging, iteration, state, best = self.pending_checkpoint
-        self.pending_checkpoint = None
-        self.checkpoint_write_s = max(self.supervisor.on_learners(
-            self.learners, lambda learner, _: learner.wait_for_writes.remote(), "checkpoint"))
-        final = checkpoints.commit(staging, checkpoints.checkpoint_dir(self.run_dir, iteration), self.inputs.model_dir,
-                                   state)
-        checkpoints.prune(self.run_dir, self.recipe.run.keep_checkpoints, best)
-        self.tracker.stage(f"checkpoint {final.name} complete (written in {self.checkpoint_write_s:.1f}s in the "
-                           "background)")
-
-    def restore(self) -> int:
-        """Continue from the newest complete checkpoint: learner state, generator weights, prompt order and the
-        summary rows up to it. Returns the iteration to continue after (0 when there is nothing to resume)."""
-        found = checkpoints.latest(self.run_dir)
-        if found is None:
-            self.tracker.stage("nothing to resume: no complete checkpoint yet; starting from iteration 0")
-            return 0
-        done = self.load_checkpoint(*found, rows=self.previous_rows)
-        summary = self.tracker.summary
-        # Earlier resumes stay listed; each resume_changes entry names the iteration it resumed from.
-        changes = resume.compare(self.previous["config"], self.recipe).record() if "config" in self.previous else {}
-        changes["optimizer"] = self.optimizer_changes
-        summary["resumed_from"] = [*self.previous.get("resumed_from", []), done]
-        summary["resume_changes"] = [*self.previous.get("resume_changes", []), {"iteration": done, **changes}]
-        self.tracker.stage(f"resumed from {found[0]} (iteration {done})")
-        if changes["optimizer"]:
-            self.tracker.stage("set on the restored optimizer (the checkpoint held the old values): " + ", ".join(
-                f"{key} {old:g} -> {new:g}" for key, (old, new) in changes["optimizer"].items()))
-        return done
-
-    def load_checkpoint(self, path, state: dict[str, Any], rows: list[dict]) -> int:
-        """Learners, generators, prompt order and summary rows back to a checkpoint's iteration."""
-        self.supervisor.on_learners(self.learners, lambda learner, _: learner.load_state.remote(str(path / "learner")),
-                                    "checkpoint")
-        # load_state brings back the checkpoint's lr, weight decay and clipping; the recipe's win (resume.py).
-        training = self.recipe.training
-        optimizer = self.supervisor.on_learners(self.learners, lambda learner, _: learner.apply_optimizer_settings
-                                                .remote(training.lr, training.weight_decay, training.max_grad_norm),
-                                                "control")[0]
-        self.optimizer_changes = {f"training.{name}": values for name, values in optimizer.items()
-                                  if values[0] != values[1]}
-        done = state["iteration"]
-        self.sync_weights(done)
-        self.order = PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state["prompt_order"],
-                                 weights=self.inputs.train_weights)
-        self.tracker.summary["iterations"] = [row for row in rows if row["iteration"] <= done]
-        return done
-
-    def recover_learners(self, failure: faults.LearnerFailure, iteration: int) -> int:
-        """A learner rank died or hung: stop every rank, start them again from the newest complete checkpoint (or
-        the base model), refit the generators and continue with the same prompt order. Returns the iteration
-        restored. Past run.max_restarts, the run stops with the command that resumes it."""
-        restarts = self.tracker.summary["restarts"]["learner"]
-        if len(restarts) >= self.recipe.run.max_restarts:
-            raise TaoError(f"learner rank {failure.rank} {failure.failure.cause} in iteration {iteration}, after "
-                           f"{len(restarts)} restart(s) of the learners (run.max_restarts); every completed "
-                           f"iteration is in {self.run_dir}; continue with: {checkpoints.resume_command(self.recipe)}")
-        started = time.perf_counter()
-        self.pending_checkpoint = None  # its writers are gone: the staged files are incomplete
-        self.drop_next_batch()  # the restored prompt order draws it again
-        for learner in self.learners:
-            ray.kill(learner)  # the survivors are blocked in the broken collective
-        self.learners = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.logs)
-        self.sync = self.make_sync()
-        restart_s = time.perf_counter() - started
-        started = time.perf_counter()
-        found = checkpoints.latest(self.run_dir)
-        if found is not None:
-            done = self.load_checkpoint(*found, rows=self.tracker.summary["iterations"])
-        else:  # no checkpoint yet: the fresh ranks hold the base model; start over from iteration 1
-            done = self.load_base()
-        self.supervisor.iteration = iteration
-        self.supervisor.record("learner", failure.rank, failure.failure.cause, failure.failure.detect_s, restart_s,
-                               time.perf_counter() - started)
-        return done
-
-    def load_base(self) -> int:
-        self.sync_weights(0)
-        self.order = PromptOrder(len(self.inputs.train), seed=self.recipe.run.seed, weights=self.inputs.train_weights)
-        self.tracker.summary["iterations"] = self.tracker.summary["iterations"][:1]
-        return 0
-
-    def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
-        """(iteration, held-out reward) of the best measured evaluation so far, `pending` (not yet logged)
-        included; (None, None) while none was measured."""
-        scores = {row["iteration"]: evaluation.eligible_reward(row) for row in self.tracker.summary["iterations"]}
-        scores[pending[0]] = pending[1]
-        series = [scores.get(i) for i in range(max(scores) + 1)]
-        best = selection.best_iteration(series)
-        return best, None if best is None else series[best]
 
     def stop_reason(self) -> str | None:
         rows = self.tracker.summary["iterations"]
