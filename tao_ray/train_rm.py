@@ -86,7 +86,8 @@ def train_reward_model(settings: RewardTraining) -> dict:
         ray.get(learner.save.remote(str(staging.resolve())))
         report = {"pairs": len(pairs), "train_pairs": len(train), "heldout_pairs": len(heldout),
                   "heldout_accuracy_before": before, "heldout_accuracy": after, "epochs": epochs,
-                  "trainable_parameters": trainable, "lora_r": settings.lora_r, "backbone": model_dir,
+                  "trainable_parameters": trainable,
+                  "dtypes": ray.get(learner.dtypes.remote()), "lora_r": settings.lora_r, "backbone": model_dir,
                   "seconds": time.perf_counter() - started, "hardware": hardware()}
         (staging / "train_rm_report.json").write_text(json.dumps(report, indent=2))
         if out.exists():

@@ -29,6 +29,7 @@ class RewardLearnerActor:
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        from tao_ray.core import precision
         from tao_ray.rewards.reward_model import load_tokenizer
 
         torch.set_num_threads(max(1, self.num_threads))
@@ -44,9 +45,16 @@ class RewardLearnerActor:
             config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, target_modules="all-linear",
                                 task_type="SEQ_CLS", modules_to_save=["score"])
             model = get_peft_model(model, config)
-        ds_config = distributed.engine_config(self.batch_size, max_grad_norm=1.0, zero_stage=2, bf16=False)
+        # bf16 compute over float32 master weights where the CPU has native bf16 matmuls, as the policy learner.
+        self.compute_dtype = precision.resolve("auto", self.device, "float32")
+        autocast = self.compute_dtype if self.compute_dtype != "float32" else None
+        ds_config = distributed.engine_config(self.batch_size, max_grad_norm=1.0, zero_stage=2, bf16=False,
+                                              autocast=autocast)
         self.engine = distributed.make_engine(model, self.lr, 0.0, ds_config)
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def dtypes(self) -> dict[str, str]:
+        return {"weights": "float32", "compute": self.compute_dtype}
 
     def _rewards(self, module, messages: list[list[dict]], responses: list[str]):
         from tao_ray.rewards.reward_model import render
@@ -83,7 +91,8 @@ class RewardLearnerActor:
 
         self.engine.eval()
         wins = 0
-        with torch.no_grad():
+        compute = getattr(torch, self.compute_dtype)
+        with torch.no_grad(), torch.autocast(self.engine.device.type, compute, enabled=compute != torch.float32):
             for start in range(0, len(pairs), self.batch_size):
                 chunk = pairs[start:start + self.batch_size]
                 messages = [m for m, _, _ in chunk]
