@@ -1,8 +1,8 @@
 """The driver's samples: drawing groups of candidates from the generators and scoring them, now or one batch ahead
 (pipeline.py), with the prompt order they come from.
 
-TaoDriver inherits these steps from `Rollouts`; they use its recipe, generators, scorers, supervisor, weight sync
-and policy version.
+TaoDriver inherits these steps from `Rollouts`; they use its recipe, inputs, prompt order, generators, scorers (of
+every set), supervisor, weight sync, policy version, background thread and stage timer.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ def split_evenly(items: list, parts: int) -> list[list]:
 
 
 def mean(values: list[float]) -> float | None:
+    """None for no values (a stage that scored nothing), as summary.json reports it."""
     return sum(values) / len(values) if values else None
 
 
 class Rollouts:
-    next_batch: pipeline.NextBatch | None = None  # drawn ahead of its iteration (pipeline.py)
-
     def take_batch(self, iteration: int, timing: dict[str, float]) -> tuple[list[PromptRecord], list[Generation],
                                                                              Scores, dict[str, Any]]:
         """This iteration's prompts, samples and scores: drawn now, or already (pipeline.py)."""

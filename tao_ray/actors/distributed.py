@@ -31,9 +31,9 @@ def join_process_group(rank: int, world_size: int, master_address: str, master_p
                        "MASTER_ADDR": master_address, "MASTER_PORT": str(master_port)})
     if device == "cpu":
         os.environ["DS_ACCELERATOR"] = "cpu"  # must precede the first deepspeed import
-    from tao_ray.actors.build_locks import clear_stale_build_locks
+        from tao_ray.actors.build_locks import clear_stale_shm_op_lock
 
-    clear_stale_build_locks()
+        clear_stale_shm_op_lock()
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl", verbose=False)

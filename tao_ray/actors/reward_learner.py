@@ -62,7 +62,7 @@ class RewardLearnerActor:
         texts = [render(self.tokenizer, m, r) for m, r in zip(messages, responses, strict=True)]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                                  max_length=self.max_length).to(self.engine.device)
-        return module(**encoded).logits.squeeze(-1)
+        return module(**encoded).logits.squeeze(-1).float()  # the loss and comparisons in float32, not bf16
 
     def train_epoch(self, pairs: list[tuple[list[dict], str, str]], epoch: int) -> dict[str, float]:
         """One pass in shuffled micro-batches of `batch_size` pairs, one optimizer step each."""
@@ -86,13 +86,13 @@ class RewardLearnerActor:
         return {key: value / len(pairs) for key, value in sums.items()} | {"seconds": time.perf_counter() - started}
 
     def accuracy(self, pairs: list[tuple[list[dict], str, str]]) -> float:
-        """Fraction of pairs whose chosen response gets the higher reward."""
+        """Fraction of pairs whose chosen response gets the higher reward, computed in float32 as the reward_model
+        scorer computes (bf16 logits would also tie more often)."""
         import torch
 
         self.engine.eval()
         wins = 0
-        compute = getattr(torch, self.compute_dtype)
-        with torch.no_grad(), torch.autocast(self.engine.device.type, compute, enabled=compute != torch.float32):
+        with torch.no_grad():
             for start in range(0, len(pairs), self.batch_size):
                 chunk = pairs[start:start + self.batch_size]
                 messages = [m for m, _, _ in chunk]

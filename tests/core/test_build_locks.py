@@ -1,36 +1,32 @@
 import os
+import time
 
-from tao_ray.actors.build_locks import STALE_AFTER_S, stale_locks
+from tao_ray.actors.build_locks import OP, STALE_AFTER_S, clear_stale_shm_op_lock, remove_if_stale
 
 
-def _lock(root, name, age_s, now):
-    directory = root / name
-    directory.mkdir()
+def _lock(directory, age_s, now):
+    directory.mkdir(exist_ok=True)
     lock = directory / "lock"
     lock.write_text("")
     os.utime(lock, (now - age_s, now - age_s))
     return lock
 
 
-def test_only_locks_older_than_any_build_are_stale(tmp_path):
+def test_only_a_lock_older_than_any_build_is_removed(tmp_path):
     now = 1_000_000.0
-    old = _lock(tmp_path, "deepspeed_shm_comm", STALE_AFTER_S + 1, now)
-    _lock(tmp_path, "cpu_adam", 5, now)  # a build in progress
-    (tmp_path / "fused_adam").mkdir()  # built, no lock
-    assert stale_locks(tmp_path, now) == [old]
+    building = _lock(tmp_path / "building", 5, now)
+    assert remove_if_stale(building, now) is None and building.exists()
+    stale = _lock(tmp_path / "stale", STALE_AFTER_S + 1, now)
+    assert remove_if_stale(stale, now) == STALE_AFTER_S + 1 and not stale.exists()
+    # A second rank finding it gone reports nothing.
+    assert remove_if_stale(stale, now) is None
 
 
-def test_a_missing_extensions_directory_has_no_locks(tmp_path):
-    assert stale_locks(tmp_path / "absent", 0.0) == []
-
-
-def test_a_stale_lock_in_torchs_extensions_directory_is_removed(tmp_path, monkeypatch):
-    import time
-
-    from tao_ray.actors.build_locks import clear_stale_build_locks
-
+def test_the_ops_stale_lock_in_torchs_extensions_directory_is_removed_and_no_other(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    stale = _lock(tmp_path, "old_op", STALE_AFTER_S + 60, time.time())
-    fresh = _lock(tmp_path, "building_op", 1, time.time())
-    assert clear_stale_build_locks() == [stale]
-    assert not stale.exists() and fresh.exists()
+    now = time.time()
+    other = _lock(tmp_path / "cuda_op", STALE_AFTER_S + 60, now)
+    stale = _lock(tmp_path / OP, STALE_AFTER_S + 60, now)
+    assert clear_stale_shm_op_lock() is not None
+    assert not stale.exists() and other.exists()
+    assert clear_stale_shm_op_lock() is None
