@@ -59,6 +59,13 @@ def describe(error: BaseException) -> str:
     return f"died ({type(error).__name__}{': ' + text if text else ''})"
 
 
+def port_was_taken(error: BaseException) -> bool:
+    """A learner rendezvous that failed because its port was taken: rank 0 names a port that was free when it
+    looked, and another process (any outgoing connection draws its local port from the same range) can take it
+    before the process group listens on it. Starting the ranks again on a new port is the remedy (launch.py)."""
+    return "EADDRINUSE" in str(error)
+
+
 def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dict[Any, Failure]]:
     """Wait for every call until the deadline. An exception raised *inside* a method (a bug, bad input) is not a
     fault of the actor and propagates; a dead actor or a call past the deadline becomes a Failure."""

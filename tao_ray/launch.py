@@ -7,6 +7,7 @@ recipes build the same classes for CPU or GPU.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
 from tao_ray.errors import TaoError
 from tao_ray.placement import Request, Reservation
+
+log = logging.getLogger(__name__)
 
 
 def local_cpu_demand(wanted: list[Request]) -> float:
@@ -108,19 +111,36 @@ def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: 
             for i in range(res.scorers)]
 
 
+RENDEZVOUS_ATTEMPTS = 3
+
+
 def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
                    log_dir: Path | None = None) -> list:
+    """Every learner rank, joined in one process group. Should the rendezvous port be taken meanwhile, the ranks
+    are started again on a new one (RENDEZVOUS_ATTEMPTS in all)."""
     res = recipe.resources
     cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
-    learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
-        model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners, max(1, int(res.learner_cpus)),
-        recipe.generation.temperature)
-        for rank in range(res.learners)]
     timeout_s = faults.stage_timeout(res, "startup")
-    try:
-        master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
-        ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        raise TaoError(f"the learner ranks did not start within resources.startup_timeout_s ({timeout_s:g}s); "
-                       "raise it for large models or slow storage") from None
-    return learners
+    attempt = 1
+    while True:
+        learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
+            model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
+            max(1, int(res.learner_cpus)), recipe.generation.temperature)
+            for rank in range(res.learners)]
+        master_address = master_port = None
+        try:
+            master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
+            ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
+            return learners
+        except ray.exceptions.GetTimeoutError:
+            raise TaoError(f"the learner ranks did not start within resources.startup_timeout_s ({timeout_s:g}s); "
+                           "raise it for large models or slow storage") from None
+        except ray.exceptions.RayTaskError as error:
+            if attempt == RENDEZVOUS_ATTEMPTS or not faults.port_was_taken(error):
+                raise
+            log.warning("learner rendezvous port %s:%s was taken before the ranks joined; starting the ranks "
+                        "again on another (attempt %d of %d)", master_address, master_port, attempt + 1,
+                        RENDEZVOUS_ATTEMPTS)
+            for learner in learners:
+                ray.kill(learner)
+            attempt += 1
