@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 TINY = ["data.max_heldout_prompts=4", "generation.prompts_per_iteration=4", "generation.max_tokens=16",
         "generation.kv_cache_gb=0.25", "resources.learner_cpus=1", "logging.wandb=false",
         # Faults are about the loop's actors: the demo's extra evaluation sets (and their scorer) only cost time here.
-        "data.transfer_prompts=''", "data.general_prompts=''"]
+        "data.transfer_prompts=''", "data.general_prompts=''",
+        "run.checkpoint_every=1"]  # a killed learner resumes from the previous iteration's state
 
 
 def orphaned_engines(since: float) -> list[int]:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 
 OVERRIDES = ["run.iterations=3", "data.max_heldout_prompts=4", "generation.prompts_per_iteration=4",
              "generation.max_tokens=24", "generation.kv_cache_gb=0.25", "resources.learner_cpus=1",
-             "logging.wandb=false", "run.keep_checkpoints=2", "data.transfer_prompts=''", "data.general_prompts=''"]
+             "logging.wandb=false", "run.keep_checkpoints=2", "data.transfer_prompts=''", "data.general_prompts=''",
+             "run.checkpoint_every=1"]
 
 
 def command(tmp_path, *extra):
