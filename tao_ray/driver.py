@@ -38,7 +38,7 @@ from tao_ray.data.order import PromptOrder
 from tao_ray.errors import TaoError
 from tao_ray.inputs import RunInputs, general_reward
 from tao_ray.rewards.compose import Scores
-from tao_ray.rollouts import Rollouts, mean
+from tao_ray.rollouts import Rollouts
 from tao_ray.run_state import RunState
 from tao_ray.supervision import Supervisor
 from tao_ray.tracking import Tracker, hardware
@@ -191,7 +191,7 @@ class TaoDriver(Rollouts, RunState):
         flat_rewards = [r for group in scores.raw for r in group if r is not None]
         tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
         self.log_iteration(iteration, eval_row, timing=timing, train_row={
-            "train_reward_mean": mean(flat_rewards),
+            "train_reward_mean": selection.mean(flat_rewards),
             "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
             "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
             # Samples drawn with the evaluation have no time of their own; drawn in the background, that thread's.

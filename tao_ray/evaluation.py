@@ -74,7 +74,7 @@ def row_fields(evaluation: Evaluation, base_row: dict[str, Any] | None, limits: 
     row: dict[str, Any] = {"heldout_scoring": evaluation.scoring,
                            "heldout_response_tokens": evaluation.lengths["heldout"]}
     for name, scores in evaluation.scores.items():
-        row[f"{name}_reward_mean"] = selection.heldout_mean(scores)
+        row[f"{name}_reward_mean"] = selection.mean(scores)
         row[f"{name}_scores"] = scores
         if base_row is not None and base_row.get(f"{name}_scores") is not None:
             row[f"{name}_vs_base"] = versus_base(scores, base_row[f"{name}_scores"])

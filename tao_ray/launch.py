@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -114,33 +115,45 @@ def start_scorers(recipe: Recipe, reward: str, normalize: bool = False, judges: 
 RENDEZVOUS_ATTEMPTS = 3
 
 
-def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
-                   log_dir: Path | None = None) -> list:
-    """Every learner rank, joined in one process group. Should the rendezvous port be taken meanwhile, the ranks
-    are started again on a new one (RENDEZVOUS_ATTEMPTS in all)."""
-    res = recipe.resources
-    cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
-    timeout_s = faults.stage_timeout(res, "startup")
+def join_ranks(make_ranks: Callable[[], list], timeout_s: float | None = None) -> tuple[list, list]:
+    """Actors that form one torch.distributed group: `make_ranks()` creates them (rank 0 first), rank 0 names the
+    rendezvous and every rank's `setup(address, port)` joins it. Returns (the actors, what each setup returned).
+
+    Rank 0 names a port that is free when it looks, and another process (any outgoing connection draws its local
+    port from the same range) can take it before the group listens on it: the ranks are then killed and new ones
+    started on a new port, RENDEZVOUS_ATTEMPTS in all. Past `timeout_s`, ray's GetTimeoutError propagates."""
     attempt = 1
     while True:
-        learners = [_placed(cls, placement, "learner", rank, log_dir).remote(
-            model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
-            max(1, int(res.learner_cpus)), recipe.generation.temperature)
-            for rank in range(res.learners)]
-        master_address = master_port = None
+        ranks = make_ranks()
+        address = port = None
         try:
-            master_address, master_port = ray.get(learners[0].rendezvous_address.remote(), timeout=timeout_s)
-            ray.get([learner.setup.remote(master_address, master_port) for learner in learners], timeout=timeout_s)
-            return learners
-        except ray.exceptions.GetTimeoutError:
-            raise TaoError(f"the learner ranks did not start within resources.startup_timeout_s ({timeout_s:g}s); "
-                           "raise it for large models or slow storage") from None
+            address, port = ray.get(ranks[0].rendezvous_address.remote(), timeout=timeout_s)
+            return ranks, ray.get([rank.setup.remote(address, port) for rank in ranks], timeout=timeout_s)
         except ray.exceptions.RayTaskError as error:
             if attempt == RENDEZVOUS_ATTEMPTS or not faults.port_was_taken(error):
                 raise
-            log.warning("learner rendezvous port %s:%s was taken before the ranks joined; starting the ranks "
-                        "again on another (attempt %d of %d)", master_address, master_port, attempt + 1,
-                        RENDEZVOUS_ATTEMPTS)
-            for learner in learners:
-                ray.kill(learner)
+            log.warning("rendezvous port %s:%s was taken before the ranks joined; starting them again on another "
+                        "(attempt %d of %d)", address, port, attempt + 1, RENDEZVOUS_ATTEMPTS)
+            for rank in ranks:
+                ray.kill(rank)
             attempt += 1
+
+
+def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
+                   log_dir: Path | None = None) -> list:
+    """Every learner rank, joined in one process group (join_ranks)."""
+    res = recipe.resources
+    cls = ray.remote(num_cpus=res.learner_cpus, num_gpus=res.learner_gpus)(LearnerActor)
+    timeout_s = faults.stage_timeout(res, "startup")
+
+    def make_ranks() -> list:
+        return [_placed(cls, placement, "learner", rank, log_dir).remote(
+            model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
+            max(1, int(res.learner_cpus)), recipe.generation.temperature)
+            for rank in range(res.learners)]
+
+    try:
+        return join_ranks(make_ranks, timeout_s)[0]
+    except ray.exceptions.GetTimeoutError:
+        raise TaoError(f"the learner ranks did not start within resources.startup_timeout_s ({timeout_s:g}s); "
+                       "raise it for large models or slow storage") from None

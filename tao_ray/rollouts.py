@@ -14,6 +14,7 @@ import ray
 
 from tao_ray import pipeline
 from tao_ray.batch import Generation
+from tao_ray.core.selection import mean
 from tao_ray.data.prompts import PromptRecord
 from tao_ray.rewards.compose import Scores
 from tao_ray.sampling import SamplingPlan
@@ -23,11 +24,6 @@ def split_evenly(items: list, parts: int) -> list[list]:
     """Contiguous, near-equal shards (some empty when there are fewer items than parts)."""
     size = math.ceil(len(items) / parts) if items else 0
     return [items[i * size:(i + 1) * size] for i in range(parts)]
-
-
-def mean(values: list[float]) -> float | None:
-    """None for no values (a stage that scored nothing), as summary.json reports it."""
-    return sum(values) / len(values) if values else None
 
 
 class Rollouts:

@@ -54,6 +54,7 @@ def train_reward_model(settings: RewardTraining) -> dict:
 
     from tao_ray.actors.reward_learner import RewardLearnerActor
     from tao_ray.inputs import resolve_model_path
+    from tao_ray.launch import join_ranks
     from tao_ray.tracking import hardware
 
     check(settings)
@@ -69,10 +70,9 @@ def train_reward_model(settings: RewardTraining) -> dict:
     started = time.perf_counter()
     try:
         cls = ray.remote(num_cpus=settings.cpus, num_gpus=1 if settings.device == "cuda" else 0)(RewardLearnerActor)
-        learner = cls.remote(model_dir, settings.device, settings.lora_r, settings.lora_alpha, settings.lr,
-                             settings.batch_size, settings.max_length, settings.seed, max(1, int(settings.cpus)))
-        address, port = ray.get(learner.rendezvous_address.remote())
-        trainable = ray.get(learner.setup.remote(address, port))
+        (learner,), (trainable,) = join_ranks(lambda: [cls.remote(
+            model_dir, settings.device, settings.lora_r, settings.lora_alpha, settings.lr, settings.batch_size,
+            settings.max_length, settings.seed, max(1, int(settings.cpus)))])
         before = ray.get(learner.accuracy.remote(as_tuples(heldout)))
         epochs = []
         for epoch in range(settings.epochs):

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from tao_ray.core.selection import PairedScores, paired_scores
+from tao_ray.core.selection import PairedScores, mean, paired_scores
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,6 @@ def _named(scores: PairedScores) -> dict[str, Any]:
             "mean_current": scores.mean_b, "mean_diff": scores.mean_diff}
 
 
-def _mean(values: list[int]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def _ci(scores: PairedScores) -> str:
     low, high = scores.ci95
     return f"CI [{low:.2f}, {high:.2f}]"
@@ -96,7 +92,7 @@ def _win_check(heldout: PairedScores) -> tuple[bool, str]:
 
 def _length_check(lengths_candidate: list[int], lengths_current: list[int],
                   max_ratio: float | None) -> tuple[bool, str, LengthEvidence]:
-    mean_candidate, mean_current = _mean(lengths_candidate), _mean(lengths_current)
+    mean_candidate, mean_current = mean(lengths_candidate), mean(lengths_current)
     if not mean_current:  # empty answers (or none at all): a ratio over zero is unbounded unless both are zero
         ratio = 1.0 if not mean_candidate else None
     else:

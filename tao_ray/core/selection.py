@@ -13,10 +13,11 @@ import random
 from dataclasses import dataclass
 
 
-def heldout_mean(scores: list[float | None]) -> float | None:
-    """Mean over the answers the scorer could rate; None when it could rate none of them (not measured)."""
-    scored = [x for x in scores if x is not None]
-    return sum(scored) / len(scored) if scored else None
+def mean(values: list[float | None]) -> float | None:
+    """Mean over the values measured (None: an answer the scorer could not rate); None when there are none (not
+    measured), as summary.json reports it."""
+    measured = [x for x in values if x is not None]
+    return sum(measured) / len(measured) if measured else None
 
 
 def best_iteration(heldout: list[float | None]) -> int | None:

@@ -6,6 +6,7 @@ import ray
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.demo_model import materialize
+from tao_ray.launch import join_ranks
 
 
 def training_section(**overrides):
@@ -46,11 +47,9 @@ def generator(ray_cluster, model_dir):
 
 def start_learners(model_dir, world_size, training=TRAINING):
     cls = ray.remote(num_cpus=1)(LearnerActor)
-    learners = [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1) for rank in range(world_size)]
     # A deadline: an actor that cannot be placed fails the test instead of hanging the suite.
-    address, port = ray.get(learners[0].rendezvous_address.remote(), timeout=600)
-    ray.get([learner.setup.remote(address, port) for learner in learners], timeout=600)
-    return learners
+    return join_ranks(lambda: [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1)
+                               for rank in range(world_size)], timeout_s=600)[0]
 
 
 @pytest.fixture(scope="session")

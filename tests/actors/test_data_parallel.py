@@ -16,6 +16,7 @@ import torch
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
 from tao_ray.core.data_parallel import merge_metrics
+from tao_ray.launch import join_ranks
 from tao_ray.learning import plan
 
 from .conftest import training_section
@@ -68,10 +69,8 @@ def build(algorithm: str, generations, rewards):
 
 def start(model_dir: str, world_size: int, training) -> list:
     cls = ray.remote(num_cpus=0)(LearnerActor)
-    learners = [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1) for rank in range(world_size)]
-    address, port = ray.get(learners[0].rendezvous_address.remote())
-    ray.get([learner.setup.remote(address, port) for learner in learners])
-    return learners
+    return join_ranks(lambda: [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1)
+                               for rank in range(world_size)])[0]
 
 
 def step(learners: list, batch, training) -> dict:

@@ -6,6 +6,7 @@ import ray
 
 from tao_ray.actors.reward_learner import RewardLearnerActor
 from tao_ray.data.preferences import load_pairs
+from tao_ray.launch import join_ranks
 from tao_ray.rewards.reward_model import RewardModel
 
 pytestmark = pytest.mark.integration
@@ -13,9 +14,8 @@ pytestmark = pytest.mark.integration
 
 def test_lora_reward_learner_trains_adapters_and_exports_a_loadable_model(ray_cluster, model_dir, tmp_path):
     pairs = [(p.messages, p.chosen, p.rejected) for p in load_pairs("prompts/preferences/topic-pairs.jsonl")[:16]]
-    learner = ray.remote(num_cpus=1)(RewardLearnerActor).remote(model_dir, "cpu", 8, 16.0, 1e-3, 8, 96, 0, 1)
-    address, port = ray.get(learner.rendezvous_address.remote())
-    trainable = ray.get(learner.setup.remote(address, port))
+    cls = ray.remote(num_cpus=1)(RewardLearnerActor)
+    (learner,), (trainable,) = join_ranks(lambda: [cls.remote(model_dir, "cpu", 8, 16.0, 1e-3, 8, 96, 0, 1)])
     assert 0 < trainable < 10_000_000  # adapters + the 576-wide scalar head, not the 135M backbone
     first = ray.get(learner.train_epoch.remote(pairs, 0))
     second = ray.get(learner.train_epoch.remote(pairs, 1))

@@ -1,6 +1,6 @@
 import pytest
 
-from tao_ray.core.selection import best_iteration, heldout_mean, stop_reason, win_rate
+from tao_ray.core.selection import best_iteration, mean, stop_reason, win_rate
 
 
 def test_best_iteration_prefers_earliest_tie_and_skips_unmeasured():
@@ -8,9 +8,9 @@ def test_best_iteration_prefers_earliest_tie_and_skips_unmeasured():
 
 
 def test_an_evaluation_nothing_could_score_is_not_measured_not_zero():
-    assert heldout_mean([None, None]) is None and heldout_mean([]) is None
-    assert heldout_mean([None, 0.0, 1.0]) == 0.5  # unscored answers are left out of the mean
-    assert heldout_mean([0.0, 0.0]) == 0.0  # a real zero stays a zero
+    assert mean([None, None]) is None and mean([]) is None
+    assert mean([None, 0.0, 1.0]) == 0.5  # unscored answers are left out of the mean
+    assert mean([0.0, 0.0]) == 0.0  # a real zero stays a zero
 
 
 def test_best_iteration_when_the_base_model_was_not_measured():
