@@ -177,6 +177,8 @@ class GeneratorActor:
 
     def _embedder(self):
         if self.embedder is None:
+            if self.device == "cpu":
+                cpu_cores.give_embedder_the_engine_cores()
             from tao_ray.embeddings import Embedder
 
             self.embedder = Embedder("cuda" if self.device == "cuda" else "cpu")
