@@ -247,12 +247,15 @@ class GeneratorActor:
         """update + finish steps of the adapter path: load the new LoRA adapter now (so its cost is counted
         here, not in the next generate) and drop the previous one."""
         import shutil
-        import tempfile
 
         from vllm.lora.request import LoRARequest
 
+        from tao_ray.actors import adapter_files
+
         started = time.perf_counter()
-        directory = tempfile.mkdtemp(prefix="tao-ray-adapter-")
+        if self.lora_request is None:  # this engine's first adapter: clear what killed generators left
+            adapter_files.remove_orphans()
+        directory = adapter_files.new_adapter_dir()
         for name, content in files.items():
             with open(os.path.join(directory, name), "wb") as f:
                 f.write(content)

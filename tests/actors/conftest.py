@@ -42,6 +42,7 @@ def generator(ray_cluster, model_dir):
     actor = ray.remote(num_cpus=1)(GeneratorActor).remote(model_dir, "float32", 512, 0.25, 0.5, 0, 1, True)
     ray.get(actor.ready.remote())
     yield actor
+    ray.get(actor.shutdown.remote(), timeout=120)  # the engine's processes and adapter files go with it
     ray.kill(actor)
 
 

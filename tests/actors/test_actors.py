@@ -259,6 +259,7 @@ def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
     assert sync.update(1) > 0
     assert greedy(lora_generator, 32) != base_answer
     ray.kill(learner)
+    ray.get(lora_generator.shutdown.remote(), timeout=120)  # removes the adapter's files
     ray.kill(lora_generator)
 
 
