@@ -40,7 +40,7 @@ test: install
 	$(PY) -m pytest tests
 
 test-fast: install
-	$(PY) -m pytest tests/core tests/recipes tests/cluster tests/rewards tests/report -q
+	$(PY) -m pytest tests/core tests/config tests/data tests/run tests/runtime tests/sync tests/engine tests/loop tests/benchmarks tests/recipes tests/cluster tests/rewards -q
 
 lint: install
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools

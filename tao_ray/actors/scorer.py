@@ -13,8 +13,8 @@ import dataclasses
 from typing import Any
 
 from tao_ray.actors import logs
+from tao_ray.core.composition import Composition, Scores, parse_expression
 from tao_ray.rewards import registry
-from tao_ray.rewards.compose import Composition, Scores, parse_expression
 
 MAX_REASONS = 5
 

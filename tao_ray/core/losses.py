@@ -156,3 +156,14 @@ def bradley_terry_loss(chosen_B: torch.Tensor, rejected_B: torch.Tensor) -> tupl
     loss = -torch.nn.functional.logsigmoid(margin_B).mean()
     return loss, {"loss": float(loss), "accuracy": float((margin_B > 0).float().mean()),
                   "margin": float(margin_B.mean())}
+
+
+def reinforce_surrogate(logprobs_BT: torch.Tensor, advantages_B: torch.Tensor, mask_BT: torch.Tensor, level: str,
+                        kl_coef: float = 0.0, ref_logprobs_BT: torch.Tensor | None = None) -> torch.Tensor:
+    """-aggregate(A * logprob) + kl_coef * aggregate(KL): the REINFORCE form of the clipped loss, whose gradient equals
+    the clipped loss's at ratio 1 (where the clipped loss's value is constant). A step on a batch must lower it, so
+    it measures whether an update helped; no reference (None) means no KL term."""
+    per_token_BT = -advantages_B.unsqueeze(1) * logprobs_BT
+    if ref_logprobs_BT is not None:
+        per_token_BT = per_token_BT + kl_coef * kl_k3(logprobs_BT, ref_logprobs_BT)
+    return aggregate(per_token_BT, mask_BT, level)

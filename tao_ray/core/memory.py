@@ -54,7 +54,7 @@ def learner_memory(model: ModelShape, *, dtype: str, zero_stage: int, ranks: int
 
     sequence_length: prompt + response tokens of one row (the longest the recipe allows: model.max_model_len).
     response_length: response tokens of one row (generation.max_tokens); the learner computes logits only there.
-    reference: a frozen reference copy is held (tao_ray.algorithms.uses_reference, and no LoRA: its reference is
+    reference: a frozen reference copy is held (tao_ray.core.algorithms.uses_reference, and no LoRA: its reference is
     the policy with the adapter off); ZeRO-3 partitions it like the policy, the
     other stages keep it whole on every rank.
     lora_parameters: adapter parameters when training LoRA (0: every weight is trained). The frozen base then has

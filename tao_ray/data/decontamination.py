@@ -4,7 +4,7 @@ flywheel's store) and `expand` (new prompts written from seeds).
 - the same normalized text (case, punctuation and spacing do not make a prompt new);
 - embeddings (unit vectors, so cosine distance is 1 - dot product) closer than a threshold;
 - against held-out and evaluation prompts only: a shared word n-gram.
-In: texts and an `embed(texts) -> [unit vector]` callable (tao_ray.embeddings.Embedder, or a stand-in in tests).
+In: texts and an `embed(texts) -> [unit vector]` callable (tao_ray.data.embeddings.Embedder, or a stand-in in tests).
 No Ray.
 """
 

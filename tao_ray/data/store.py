@@ -14,7 +14,7 @@ contaminated prompts (sharing a word n-gram with, or embedding within `contamina
 held-out or evaluation file), and near duplicates (embedding within `near_duplicate_distance` of a stored prompt or
 an earlier line). An ingest that adds nothing writes no version. Writes are atomic: a version directory is built
 under a temporary name and renamed, then store.json is replaced; an exclusive lock keeps concurrent ingests apart.
-In: file paths and an `embed(texts) -> [unit vector]` callable (tao_ray.embeddings.Embedder, or a stand-in in
+In: file paths and an `embed(texts) -> [unit vector]` callable (tao_ray.data.embeddings.Embedder, or a stand-in in
 tests). No Ray.
 """
 

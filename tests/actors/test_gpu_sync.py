@@ -4,9 +4,9 @@ in place) and ZeRO-3 (each parameter gathered, broadcast, released). Skipped wit
 import pytest
 import ray
 
-from tao_ray import weight_sync
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
+from tao_ray.sync import driver as weight_sync
 
 from .conftest import training_section
 

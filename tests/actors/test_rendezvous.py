@@ -6,7 +6,7 @@ import pytest
 import ray
 
 from tao_ray.actors.learner import LearnerActor
-from tao_ray.launch import join_ranks
+from tao_ray.runtime.launch import join_ranks
 
 from .conftest import TRAINING
 

@@ -6,8 +6,8 @@ import ray
 
 from tao_ray.actors.reward_learner import RewardLearnerActor
 from tao_ray.data.preferences import load_pairs
-from tao_ray.launch import join_ranks
 from tao_ray.rewards.reward_model import RewardModel
+from tao_ray.runtime.launch import join_ranks
 
 pytestmark = pytest.mark.integration
 

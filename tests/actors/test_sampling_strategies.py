@@ -4,8 +4,8 @@ import pytest
 import ray
 
 from tao_ray.actors.scorer import ScorerActor
-from tao_ray.batch import build_rollout_batch
-from tao_ray.sampling import SamplingPlan
+from tao_ray.core.batch import build_rollout_batch
+from tao_ray.core.sampling import SamplingPlan
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tao_ray import placement
 from tao_ray.config import load_recipe
+from tao_ray.runtime import placement
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -103,7 +103,7 @@ def test_head_and_workers_share_image_env_and_the_output_volume(rayjob):
 
 def test_the_gpu_workers_fit_the_recipe(rayjob):
     """Each worker pod is one Ray node: its GPU limit and CPU limit are what Ray sees. Every actor of the recipe
-    (one bundle each, largest first, as tao_ray.placement reserves them) must fit on the workers, and no GPU may
+    (one bundle each, largest first, as tao_ray.runtime.placement reserves them) must fit on the workers, and no GPU may
     be left over: the 70B recipe takes whole nodes."""
     recipe = load_recipe(REPO / shlex.split(rayjob["spec"]["entrypoint"])[4])
     groups = containers(rayjob)

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from tao_ray import algorithms
-from tao_ray.batch import Generation
 from tao_ray.config import CHOICES, LoraSection, TrainingSection
-from tao_ray.rewards.compose import Scores
+from tao_ray.core import algorithms
+from tao_ray.core.batch import Generation
+from tao_ray.core.composition import Scores
 
 
 def test_every_algorithm_a_recipe_may_name_has_a_record():

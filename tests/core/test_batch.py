@@ -1,4 +1,4 @@
-from tao_ray.batch import Generation, build_rollout_batch
+from tao_ray.core.batch import Generation, build_rollout_batch
 
 
 def gen(index, n):
@@ -33,7 +33,7 @@ def test_shards_partition_the_batch():
 
 
 def test_preference_pairs_best_and_worst_above_margin():
-    from tao_ray.batch import build_preference_batch
+    from tao_ray.core.batch import build_preference_batch
 
     generations = [gen(0, 3), gen(1, 3), gen(2, 2)]
     rewards = [[0.5, 1.0, 0.0], [0.5, 0.6, 0.55], [None, 1.0]]
@@ -44,14 +44,14 @@ def test_preference_pairs_best_and_worst_above_margin():
 
 
 def test_best_of_n_takes_the_top_sample_above_threshold():
-    from tao_ray.batch import build_best_of_n_batch
+    from tao_ray.core.batch import build_best_of_n_batch
 
     batch = build_best_of_n_batch([gen(0, 3), gen(1, 2)], [[0.2, 0.9, 0.9], [0.1, 0.3]], min_score=0.5)
     assert batch.response_token_ids == [[11]] and batch.rewards == [0.9] and batch.group_ids == [0]
 
 
 def test_shards_keep_groups_whole():
-    from tao_ray.batch import build_preference_batch
+    from tao_ray.core.batch import build_preference_batch
 
     batch = build_preference_batch([gen(i, 2) for i in range(5)], [[0.0, 1.0]] * 5, min_margin=0.0)
     shards = [batch.shard(r, 2) for r in range(2)]
@@ -68,7 +68,7 @@ LEARNING = [[1.0, -1.0], [1.0, -1.0]]
 
 
 def test_dpo_pairs_by_raw_margin():
-    from tao_ray.batch import build_preference_batch
+    from tao_ray.core.batch import build_preference_batch
 
     batch = build_preference_batch([gen(0, 2), gen(1, 2)], RAW, min_margin=0.1)
     # group 0: raw gap 0.7 > 0.1, a pair; group 1: raw gap 0.05 <= 0.1, no pair (its normalized gap would be 2)
@@ -76,7 +76,7 @@ def test_dpo_pairs_by_raw_margin():
 
 
 def test_rft_threshold_compares_raw_scores():
-    from tao_ray.batch import build_best_of_n_batch
+    from tao_ray.core.batch import build_best_of_n_batch
 
     batch = build_best_of_n_batch([gen(0, 2), gen(1, 2)], RAW, min_score=0.5)
     # group 1's best is 0.3 raw (< 0.5) even though its normalized score is +1

@@ -3,9 +3,9 @@ tests/actors): what each strategy draws, keeps, drops and sends."""
 
 import pytest
 
+from tao_ray.core.composition import Composition, z_normalize
 from tao_ray.core.diversity import jaccard_distance
-from tao_ray.rewards.compose import Composition, z_normalize
-from tao_ray.sampling import (
+from tao_ray.core.sampling import (
     DEFAULT_TEMPLATE,
     Sample,
     Sampler,

@@ -26,9 +26,9 @@ def kill_soon(get_actor, delay_s: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tao_ray import driver as driver_module
     from tao_ray.config import load_recipe
-    from tao_ray.inputs import prepare_inputs, resolve_output_dir
+    from tao_ray.data.inputs import prepare_inputs, resolve_output_dir
+    from tao_ray.loop import driver as driver_module
 
     out, kills, *overrides = argv
     pending = {tuple(k.split(":")) for k in kills.split(",") if k}

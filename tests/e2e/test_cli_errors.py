@@ -122,9 +122,9 @@ def test_resume_refuses_what_the_checkpoint_cannot_honour(tmp_path):
     import dataclasses
     import json
 
-    from tao_ray import checkpoints
     from tao_ray.config import load_recipe
-    from tao_ray.inputs import resolve_output_dir
+    from tao_ray.data.inputs import resolve_output_dir
+    from tao_ray.run import checkpoints
 
     recipe = resolve_output_dir(load_recipe("recipes/demo-cpu.yaml", [f"run.output_dir={tmp_path}"]))
     run_dir = recipe.run_dir

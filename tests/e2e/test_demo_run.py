@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.chromium import check_report
+from tests.run.chromium import check_report
 
 pytestmark = pytest.mark.e2e
 

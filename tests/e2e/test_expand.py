@@ -9,9 +9,9 @@ import torch
 
 from tao_ray.data.check_text import constraint_sentence
 from tao_ray.data.decontamination import CONTAMINATION_DISTANCE, NEAR_DUPLICATE_DISTANCE, distances, prompt_text
+from tao_ray.data.embeddings import Embedder
 from tao_ray.data.expansion import ALL_METHODS
 from tao_ray.data.prompts import load_prompts
-from tao_ray.embeddings import Embedder
 
 SEEDS = Path("prompts/seeds/demo-seeds.jsonl")
 HELDOUT = Path("prompts/demo/heldout.jsonl")

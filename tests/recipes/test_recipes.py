@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tao_ray import algorithms
 from tao_ray.config import load_recipe
-from tao_ray.core import memory
+from tao_ray.core import algorithms, memory
 
 RECIPES = sorted(Path("recipes").glob("*.yaml"))
 
@@ -110,8 +109,8 @@ VERIFIED = [p for p in RECIPES if load_recipe(p).scoring.reward in ("constraints
 
 @pytest.mark.parametrize("path", VERIFIED, ids=[p.stem for p in VERIFIED])
 def test_recipe_prompts_carry_what_its_scorer_needs(path):
+    from tao_ray.data.inputs import check_scoring, resolve_path
     from tao_ray.data.prompts import load_prompts
-    from tao_ray.inputs import check_scoring, resolve_path
 
     recipe = load_recipe(path)
     files = [resolve_path(raw, recipe) for raw in (recipe.data.train_prompts, recipe.data.heldout_prompts)]

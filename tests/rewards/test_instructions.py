@@ -206,7 +206,7 @@ def test_the_shipped_prompt_files_use_known_instructions():
 
 def test_a_run_refuses_prompts_without_instructions():
     from tao_ray.config import load_recipe
-    from tao_ray.inputs import check_scoring
+    from tao_ray.data.inputs import check_scoring
 
     recipe = load_recipe("recipes/instructions-cpu.yaml")
     plain = load_prompts("prompts/demo/train.jsonl", limit=2)

@@ -85,8 +85,8 @@ def test_sql_scorer_through_the_composition(tmp_path):
 def test_adaptive_sampling_normalizes_over_the_whole_group():
     """The generator's adaptive flow without Ray: the sampler scores parts of a group as it grows; the group is
     normalized once it is whole, with the scorer's own composition."""
-    from tao_ray.rewards.compose import z_normalize
-    from tao_ray.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
+    from tao_ray.core.composition import z_normalize
+    from tao_ray.core.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
 
     texts = iter(["a" * 10, "a" * 30, "a" * 20, "a" * 40])
     draw = lambda requests: [[Sample(next(texts), [1]) for _ in range(count)] for _, count in requests]  # noqa: E731

@@ -1,0 +1,157 @@
+"""Keeping the actors of a run alive: every call with a deadline, dead or hung actors restarted and their work
+redone, and a generator never sampling from weights older than the current policy version.
+
+In: the actor lists the driver owns, a function making each actor's call, and the stage. Out: every call's result
+(or, for learners, a LearnerFailure the driver answers by restarting the learner group from a checkpoint). Each
+recovery is recorded in summary.json's `restarts` (role, rank, iteration, cause, and the seconds it took to
+detect, restart and refit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from tao_ray.config import Recipe
+from tao_ray.errors import TaoError
+from tao_ray.runtime import faults
+
+
+class Supervisor:
+    def __init__(self, recipe: Recipe, tracker, restarts: dict[str, list]):
+        self.resources, self.tracker, self.restarts = recipe.resources, tracker, restarts
+        self.iteration = 0
+        self.engine_processes: dict[int, tuple[str, list]] = {}
+
+    def timeout(self, stage: str) -> float:
+        return faults.stage_timeout(self.resources, stage)
+
+    def record(self, role: str, rank: int, cause: str, detect_s: float, restart_s: float, refit_s: float) -> None:
+        self.restarts.setdefault(role, []).append(
+            {"rank": rank, "iteration": self.iteration, "cause": cause, "detect_s": round(detect_s, 3),
+             "restart_s": round(restart_s, 3), "refit_s": round(refit_s, 3)})
+        self.tracker.stage(f"{role} {rank} {cause}: restarted in {restart_s:.1f}s, refitted in {refit_s:.1f}s "
+                           f"(detected after {detect_s:.1f}s); its work is done again")
+
+    # ---- generators -----------------------------------------------------------------------------------------
+
+    def note_engines(self, generators: list) -> None:
+        """Remember each engine's processes, to kill them should their actor die without taking them along."""
+        found = ray.get([g.engine_processes.remote() for g in generators], timeout=self.timeout("control"))
+        self.engine_processes.update(enumerate(found))
+
+    def make_current(self, generators: list, sync, version: int) -> None:
+        """Refit every generator that serves an older policy version (one Ray restarted between two calls)."""
+        versions, failures = faults.gather({k: g.version.remote() for k, g in enumerate(generators)},
+                                           self.timeout("control"))
+        for k, failure in failures.items():
+            self.restart_generator(k, generators, sync, version, failure)
+        for k, held in versions.items():
+            if held != version:
+                started = time.perf_counter()
+                refit_s = self._refit(generators[k], sync, version)
+                self.record("generator", k, f"served policy version {held}, not {version} (restarted)",
+                            0.0, time.perf_counter() - started - refit_s, refit_s)
+
+    def revive(self, generators: list, sync) -> None:
+        """Restart the generators found dead, without a refit: the caller's next sync brings them current."""
+        _, failures = faults.gather({k: g.version.remote() for k, g in enumerate(generators)}, self.timeout("control"))
+        for k, failure in failures.items():
+            self.restart_generator(k, generators, sync, 0, failure)
+
+    def _refit(self, generator, sync, version: int) -> float:
+        started = time.perf_counter()
+        if version > 0:  # a (re)started engine already serves the base model's weights, version 0
+            sync.refit([generator], version, self.timeout("sync"))
+        return time.perf_counter() - started
+
+    def bring_back(self, role: str, k: int, actor, failure: faults.Failure) -> float:
+        """Wait until Ray has restarted a dead actor (a hung one is killed first: handled like a dead one); returns
+        the seconds it took. One that cannot come back stops the run with one line naming it."""
+        started = time.perf_counter()
+        if failure.timed_out:
+            ray.kill(actor, no_restart=False)
+        dead = faults.wait_until_back(actor.ready.remote, self.timeout("startup"))
+        if dead is not None:
+            raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration} and could not be "
+                           f"restarted ({dead.cause}): resources.max_actor_restarts "
+                           f"({self.resources.max_actor_restarts}) is used up or its node is gone")
+        return time.perf_counter() - started
+
+    def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:
+        generator = generators[k]
+        node, processes = self.engine_processes.pop(k, (None, []))
+        if node is not None:  # an engine outlives its SIGKILLed actor; on a GPU it holds the replacement's memory
+            faults.kill_orphans(node, processes)
+        restart_s = self.bring_back("generator", k, generator, failure)
+        self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
+        self.record("generator", k, failure.cause, failure.detect_s, restart_s,
+                    self._refit(generator, sync, version))
+
+    def _every_shard(self, actors: list, shards: list, call: Callable[[int, Any, Any], Any], stage: str,
+                     recover: Callable[[int, faults.Failure], None],
+                     before: Callable[[], None] | None = None) -> dict[int, Any]:
+        """call(k, actor k, shard k) for every non-empty shard, recovering failed actors and sending their shards
+        again until every shard has a result."""
+        todo = {k: shard for k, shard in enumerate(shards) if shard}
+        results: dict[int, Any] = {}
+        while todo:
+            if before is not None:
+                before()
+            done, failures = faults.gather({k: call(k, actors[k], shard) for k, shard in todo.items()},
+                                           self.timeout(stage))
+            results.update(done)
+            for k, failure in failures.items():
+                recover(k, failure)
+            todo = {k: todo[k] for k in failures}
+        return results
+
+    def on_generators(self, generators: list, shards: list, call: Callable[[int, Any, Any], Any], stage: str, sync,
+                      version: int) -> dict[int, Any]:
+        """Every shard's result; a generator that dies or hangs is restarted, refitted to `version` and sent its
+        shard again, and none samples before it serves `version`."""
+        return self._every_shard(
+            generators, shards, call, stage,
+            recover=lambda k, failure: self.restart_generator(k, generators, sync, version, failure),
+            before=lambda: self.make_current(generators, sync, version))
+
+    # ---- scorers --------------------------------------------------------------------------------------------
+
+    def on_scorers(self, scorers: list, shards: list, call: Callable[[int, Any, Any], Any], role: str
+                   ) -> dict[int, Any]:
+        """Every shard's result; a scorer that dies or hangs is restarted (by Ray, up to
+        resources.max_actor_restarts) and its batch sent again; one that keeps dying stops the run."""
+
+        def recover(k: int, failure: faults.Failure) -> None:
+            self.record(role, k, failure.cause, failure.detect_s, self.bring_back(role, k, scorers[k], failure), 0.0)
+
+        return self._every_shard(scorers, shards, call, "score", recover)
+
+    # ---- learners -------------------------------------------------------------------------------------------
+
+    def on_learners(self, learners: list, call: Callable[[Any, int], Any], stage: str) -> list:
+        """call(learner, rank) on every rank. A rank that dies or hangs breaks the collective for all: raised as a
+        LearnerFailure for the driver to restart the group from the newest checkpoint."""
+        done, failures = faults.gather({rank: call(learner, rank) for rank, learner in enumerate(learners)},
+                                       self.timeout(stage))
+        if failures:
+            rank = min(failures)
+            raise faults.LearnerFailure(rank, failures[rank])
+        return [done[rank] for rank in range(len(learners))]
+
+    def check_learners(self, learners: list) -> None:
+        """Raise a LearnerFailure if a rank is dead (after a call that involved learners and generators failed)."""
+        self.on_learners(learners, lambda learner, rank: learner.ping.remote(), "control")
+
+    # ---- the end --------------------------------------------------------------------------------------------
+
+    def stop_generators(self, generators: list) -> None:
+        """Stop the engines, then make sure none of their processes outlives the run."""
+        faults.gather({k: g.shutdown.remote() for k, g in enumerate(generators)}, 30.0)
+        for generator in generators:
+            ray.kill(generator)
+        for node, processes in self.engine_processes.values():
+            faults.kill_orphans(node, processes)
