@@ -69,7 +69,7 @@ def main() -> None:
 
     from tao_ray.actors.generator import GeneratorActor
     from tao_ray.actors.scorer import ScorerActor
-    from tao_ray.commands.demo_model import materialize
+    from tao_ray.data.demo_model import materialize
     from tao_ray.config import load_recipe
     from tao_ray.data.prompts import load_prompts
     from tao_ray.run.tracking import hardware

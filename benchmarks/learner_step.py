@@ -58,7 +58,7 @@ def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tao_ray.commands.demo_model import materialize
+    from tao_ray.data.demo_model import materialize
     from tao_ray.core import microbatch
     from tao_ray.core.losses import token_logprobs
     from tao_ray.core.sequences import pack
@@ -87,7 +87,7 @@ def learner_step(batch, dtype: str, kl_coef: float, shared_prefix: bool, repeats
     import dataclasses
 
     from tao_ray.actors.learner import LearnerActor
-    from tao_ray.commands.demo_model import materialize
+    from tao_ray.data.demo_model import materialize
     from tao_ray.config import TrainingSection
 
     training = dataclasses.replace(TrainingSection(), lr=1e-6, micro_batch_size=MICRO_BATCH, kl_coef=kl_coef,

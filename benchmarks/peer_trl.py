@@ -209,7 +209,7 @@ def trl_worker(dtype: str, kl_coef: float, steps: int) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from benchmarks.peer_reward import trl_reward
-    from tao_ray.commands.demo_model import materialize
+    from tao_ray.data.demo_model import materialize
     from tao_ray.data.prompts import load_prompts
 
     records = load_prompts(ROOT / PROMPTS, WORK["prompts"])

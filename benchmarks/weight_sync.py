@@ -57,7 +57,7 @@ def run(repeats: int, strategies: list[str], kv_cache_gb: float) -> dict:
 
     from tao_ray.actors.generator import GeneratorActor
     from tao_ray.actors.learner import LearnerActor
-    from tao_ray.commands.demo_model import materialize
+    from tao_ray.data.demo_model import materialize
     from tao_ray.config import TrainingSection
     from tao_ray.run.tracking import hardware
     from tao_ray.sync import driver as weight_sync

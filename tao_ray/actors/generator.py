@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import time
 
-from tao_ray.actors import cpu_cores, logs
-from tao_ray.core import diversity
+from tao_ray.actors import adapter_files, cpu_cores, logs
+from tao_ray.core import diversity, precision
 from tao_ray.core.batch import Generation
 from tao_ray.core.composition import Scores
 from tao_ray.core.sampling import Sample, Sampler, SamplingPlan, whole_group_scores
+from tao_ray.data.embeddings import Embedder
+from tao_ray.runtime import faults
 from tao_ray.sync import wire, worker
 
 
@@ -23,7 +25,6 @@ class GeneratorActor:
                  device: str = "cpu", weights_dtype: str = "float32"):
         """`dtype`: generation.dtype (auto is resolved here, on the engine's own node); `weights_dtype`: model.dtype."""
         logs.redirect_output()  # before the engine prints anything
-        from tao_ray.core import precision
 
         self.dtype = precision.resolve(dtype, device, weights_dtype)
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
@@ -71,8 +72,6 @@ class GeneratorActor:
     def engine_processes(self) -> tuple[str, list[tuple[int, float]]]:
         """(node id, [(pid, start time)]) of the engine's processes, so the driver can kill them should this
         actor die without taking them along."""
-        from tao_ray.runtime import faults
-
         return faults.child_processes()
 
     def shutdown(self) -> None:
@@ -179,7 +178,6 @@ class GeneratorActor:
         if self.embedder is None:
             if self.device == "cpu":
                 cpu_cores.give_embedder_the_engine_cores()
-            from tao_ray.data.embeddings import Embedder
 
             self.embedder = Embedder("cuda" if self.device == "cuda" else "cpu")
         return self.embedder
@@ -250,7 +248,6 @@ class GeneratorActor:
 
         from vllm.lora.request import LoRARequest
 
-        from tao_ray.actors import adapter_files
 
         started = time.perf_counter()
         if self.lora_request is None:  # this engine's first adapter: clear what killed generators left

@@ -10,7 +10,10 @@ from __future__ import annotations
 import random
 import time
 
+from tao_ray.core import precision
+from tao_ray.core.losses import bradley_terry_loss
 from tao_ray.engine import distributed
+from tao_ray.rewards.reward_model import load_tokenizer, render
 
 
 class RewardLearnerActor:
@@ -29,8 +32,6 @@ class RewardLearnerActor:
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        from tao_ray.core import precision
-        from tao_ray.rewards.reward_model import load_tokenizer
 
         torch.set_num_threads(max(1, self.num_threads))
         torch.manual_seed(self.seed)
@@ -57,8 +58,6 @@ class RewardLearnerActor:
         return {"weights": "float32", "compute": self.compute_dtype}
 
     def _rewards(self, module, messages: list[list[dict]], responses: list[str]):
-        from tao_ray.rewards.reward_model import render
-
         texts = [render(self.tokenizer, m, r) for m, r in zip(messages, responses, strict=True)]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                                  max_length=self.max_length).to(self.engine.device)
@@ -66,8 +65,6 @@ class RewardLearnerActor:
 
     def train_epoch(self, pairs: list[tuple[list[dict], str, str]], epoch: int) -> dict[str, float]:
         """One pass in shuffled micro-batches of `batch_size` pairs, one optimizer step each."""
-        from tao_ray.core.losses import bradley_terry_loss
-
         started = time.perf_counter()
         order = list(range(len(pairs)))
         random.Random(self.seed + epoch).shuffle(order)

@@ -1,7 +1,7 @@
 """ScorerActor: rates (prompt, response) pairs with the recipe's reward, one scorer or a weighted sum of several.
 
 In: prompt records (plain dicts) and one list of response texts per record (a group). Out: `Scores` (see
-rewards/compose.py): raw and learning scores per record, and each component's raw scores. A sample is None
+core/composition.py): raw and learning scores per record, and each component's raw scores. A sample is None
 (excluded from learning, counted as failed) where any component failed on it: raised, hung past the per-sample
 timeout, crashed its process, or its service was down. Each component's raw mean and the failure reasons are kept
 for logging until the driver takes them.
@@ -13,7 +13,8 @@ import dataclasses
 from typing import Any
 
 from tao_ray.actors import logs
-from tao_ray.core.composition import Composition, Scores, parse_expression
+from tao_ray.config import ScoringSection
+from tao_ray.core.composition import Composition, Scores
 from tao_ray.rewards import registry
 
 MAX_REASONS = 5
@@ -24,10 +25,8 @@ class ScorerActor:
                  device: str = "cpu", judges: list | None = None):
         logs.redirect_output()  # before the engine prints anything
         if scoring is None:
-            from tao_ray.config import ScoringSection
-
             scoring = dataclasses.asdict(ScoringSection())
-        self.weights = dict(parse_expression(reward))
+        self.weights = dict(registry.parse(reward))
         self.components = {name: registry.build(name, scoring, device, judges) for name in self.weights}
         self.composition = Composition(self.weights, normalize)
         self._reset_stats()

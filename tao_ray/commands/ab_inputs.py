@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tao_ray.commands.export import best_model_dir
-from tao_ray.core.composition import parse_expression
 from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.prompts import PromptRecord, load_prompts
 from tao_ray.errors import TaoError
+from tao_ray.rewards import registry
 
 
 def run_config(run_dir: str) -> dict[str, Any]:
@@ -38,10 +38,10 @@ def resolve_model(raw: str, where: str) -> str:
 
 def check_reward(expression: str, command: str, flag: str) -> str:
     try:
-        names = [name for name, _ in parse_expression(expression)]
+        needs_judge = registry.needs_judge(expression)
     except ValueError as exc:
         raise TaoError(f"{command}: {flag} {exc}") from None
-    if "judge" in names:
+    if needs_judge:
         raise TaoError(f"{command}: the judge scorer needs its own engine and is not available in {command}; pass "
                        f"{flag} with a verifier, reward_model, function or http scorer")
     return expression

@@ -20,6 +20,7 @@ from tao_ray.actors.generator import GeneratorActor
 from tao_ray.config import load_recipe
 from tao_ray.data import expansion
 from tao_ray.data.decontamination import CONTAMINATION_DISTANCE, NEAR_DUPLICATE_DISTANCE, NGRAM, References
+from tao_ray.data.embeddings import Embedder
 from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.prompts import load_prompts
 from tao_ray.data.store import write_atomic
@@ -41,7 +42,6 @@ def expand_file(seeds_path: str | Path, out: str | Path, wanted: int, model_dir:
         raise TaoError(f"{out}: --out names a directory; give a .jsonl file path")
     from tqdm import tqdm
 
-    from tao_ray.data.embeddings import Embedder
 
     embed = Embedder("cuda" if gpus else "cpu")
     references = References(decontaminate, embed, NGRAM, contamination_distance,

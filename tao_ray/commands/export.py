@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from tao_ray.errors import TaoError
+from tao_ray.run.checkpoints import model_dir
 
 
 def best_model_dir(run_dir: Path) -> Path:
@@ -31,8 +32,6 @@ def best_model_dir(run_dir: Path) -> Path:
 
 
 def iteration_model_dir(run_dir: Path, iteration: int) -> Path:
-    from tao_ray.run.checkpoints import model_dir
-
     source = model_dir(run_dir, iteration)
     if not (source / "config.json").is_file():
         raise TaoError(f"{run_dir}: no checkpoint for iteration {iteration} (only the newest and the best are kept)")

@@ -15,8 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tao_ray.actors.reward_learner import RewardLearnerActor
+from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.preferences import load_pairs, split
 from tao_ray.errors import TaoError
+from tao_ray.run.tracking import hardware
+from tao_ray.runtime import session
+from tao_ray.runtime.launch import join_ranks
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,6 @@ def check(settings: RewardTraining) -> None:
 def train_reward_model(settings: RewardTraining) -> dict:
     import ray
 
-    from tao_ray.actors.reward_learner import RewardLearnerActor
-    from tao_ray.data.inputs import resolve_model_path
-    from tao_ray.run.tracking import hardware
-    from tao_ray.runtime import session
-    from tao_ray.runtime.launch import join_ranks
 
     check(settings)
     pairs = load_pairs(settings.pairs)

@@ -14,9 +14,9 @@ from typing import Any
 
 from tao_ray.config.sections import GenerationSection, Recipe
 from tao_ray.core import algorithms
-from tao_ray.core.composition import parse_expression
 from tao_ray.core.sampling import PREVIOUS, STRATEGIES
 from tao_ray.errors import TaoError
+from tao_ray.rewards import registry
 
 REQUIRED = ("data.train_prompts", "data.heldout_prompts")
 
@@ -87,10 +87,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
-    for key in ("scoring.reward", "eval.reward"):
+    for key in ("scoring.reward", "eval.reward", "eval.general_reward"):
         if get(recipe, key) is not None:
             try:
-                parse_expression(get(recipe, key))
+                registry.parse(get(recipe, key))
             except ValueError as exc:
                 fail(key, str(exc))
     for key in ("training.lora.r", "training.lora.alpha", "training.lora.dropout"):
@@ -188,11 +188,8 @@ def _validate_gpus(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) 
         if judge.tensor_parallel_size != 1:
             fail("scoring.judge.tensor_parallel_size", "must be 1 on cpu")
         return
-    scorers = {name for expression in (recipe.scoring.reward, recipe.eval.reward) if expression
-               for name, _ in parse_expression(expression)}
-    if "reward_model" in scorers and res.scorer_gpus <= 0:
-        fail("resources.scorer_gpus", "is 0, but the reward_model scorer runs its model inside the scorer actors "
-             "on cuda; give each scorer a GPU or a share of one, e.g. resources.scorer_gpus=0.5")
-    if "judge" in scorers and judge.judge_gpus != judge.tensor_parallel_size:
-        fail("scoring.judge.judge_gpus", f"is {judge.judge_gpus:g}; on cuda each judge engine needs "
-             f"scoring.judge.tensor_parallel_size ({judge.tensor_parallel_size}) GPUs")
+    # Every reward the run scores with: the training reward, the held-out one and the general set's.
+    for name in sorted(registry.names(recipe.scoring.reward, recipe.eval.reward, recipe.eval.general_reward)):
+        check = registry.SCORERS[name].cuda_check
+        if check is not None:
+            check(recipe, fail)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tao_ray.core import batch as batches
+from tao_ray.core.losses import clipped_policy_gradient, dpo_loss, sft_loss, truncated_importance_weights
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +59,6 @@ class Algorithm:
 def _policy_gradient_loss(inputs: LossInputs, training: TrainingSection):
     """grpo and rloo differ only in their advantages. With one epoch the sampling policy is the current one, so
     old = current and the ratio is 1; rows sampled on older weights are reweighted by a truncated importance ratio."""
-    from tao_ray.core.losses import clipped_policy_gradient, truncated_importance_weights
-
     old_BR = inputs.logprobs_BR.detach() if inputs.old_BR is None else inputs.old_BR
     weights_BR, correction = None, {}
     if inputs.behaviour_BR is not None:
@@ -73,15 +72,11 @@ def _policy_gradient_loss(inputs: LossInputs, training: TrainingSection):
 
 
 def _dpo_loss(inputs: LossInputs, training: TrainingSection):
-    from tao_ray.core.losses import dpo_loss
-
     return dpo_loss(inputs.logprobs_BR, inputs.ref_BR, inputs.mask_BR, training.dpo_beta,
                     inputs.denominators["pairs"])
 
 
 def _sft_loss(inputs: LossInputs, training: TrainingSection):
-    from tao_ray.core.losses import sft_loss
-
     return sft_loss(inputs.logprobs_BR, inputs.mask_BR, inputs.denominators["tokens"])
 
 

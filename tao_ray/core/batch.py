@@ -3,7 +3,7 @@
 Notation: P = prompts in the iteration, G = samples per prompt, N = samples kept for learning (flattened,
 prompt-major). Token ids are python lists because lengths differ; learners pad them.
 
-Two scores per sample (rewards/compose.py): raw (the weighted sum of the components' raw scores) and learning (the
+Two scores per sample (core/composition.py): raw (the weighted sum of the components' raw scores) and learning (the
 same, or with scoring.normalize=group z-normalized per group). Thresholds and pairing compare raw scores, so
 training.min_score and training.min_margin mean what they say; advantages come from learning scores.
 """

@@ -4,7 +4,7 @@ In: a reward expression; per-component raw scores for a batch of groups. Out: (n
 combined scores per sample: `raw` (the weighted sum of each component's raw score) and `learning` (what advantages
 use: raw, or with group normalization the weighted sum of z-normalized components). Either is None where any
 component failed on the sample (it is excluded rather than scored on partial evidence).
-Pure: no scorer is built here (see registry.py).
+Pure: no scorer is built or named here (see rewards/registry.py).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import math
 import re
 from dataclasses import dataclass, field
 
-SCORERS = ("constraints", "instructions", "sql", "math", "reward_model", "judge", "function", "http")
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]\w*)\s*$")
 
 
 def parse_expression(expression: str) -> list[tuple[str, float]]:
     """`sql` -> [("sql", 1.0)]; `0.7*sql + 0.3*reward_model` -> [("sql", 0.7), ("reward_model", 0.3)].
-    Raises ValueError with a one-line reason."""
+    Raises ValueError with a one-line reason. Only the form is checked here; whether each name is a scorer is the
+    registry's (rewards/registry.parse)."""
     if not isinstance(expression, str) or not expression.strip():
         raise ValueError("must name a scorer, e.g. constraints, or a weighted sum such as 0.7*sql + 0.3*judge")
     terms: list[tuple[str, float]] = []
@@ -29,8 +29,6 @@ def parse_expression(expression: str) -> list[tuple[str, float]]:
             raise ValueError(f"has an unreadable term {raw.strip()!r}; write weight*name terms joined by +, "
                              "e.g. 0.7*sql + 0.3*judge")
         name, weight = match["name"], float(match["weight"] or 1.0)
-        if name not in SCORERS:
-            raise ValueError(f"names an unknown scorer {name!r}; known: {', '.join(SCORERS)}")
         if any(name == seen for seen, _ in terms):
             raise ValueError(f"names {name!r} twice; give it one weight")
         if weight <= 0:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tao_ray.core.shared_prefix import SharedPrefixBatch, gather_response_states
+from tao_ray.core.losses import token_logprobs
+from tao_ray.core.shared_prefix import SharedPrefixBatch, gather_response_states, require_tokens
 
 
 @dataclass
@@ -34,13 +35,6 @@ class PackedBatch:
     def to(self, device) -> PackedBatch:
         return PackedBatch(*(t.to(device) for t in (self.input_ids_BS, self.attention_mask_BS, self.position_ids_BS,
                                                     self.response_ids_BR, self.response_mask_BR)))
-
-
-def require_tokens(prompts: list[list[int]], responses: list[list[int]]) -> None:
-    """Both packings need a token in every prompt and response (a response's first log-prob is read at its
-    prompt's last position)."""
-    if any(len(p) == 0 for p in prompts) or any(len(r) == 0 for r in responses):
-        raise ValueError("every prompt and response needs at least one token")
 
 
 def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> PackedBatch:
@@ -84,8 +78,6 @@ def response_logprobs(model, packed, temperature: float = 1.0, causal_lm=None,
     kwargs = dict(input_ids=packed.input_ids_BS, attention_mask=packed.attention_mask_BS,
                   position_ids=packed.position_ids_BS, logits_to_keep=packed.logits_to_keep, use_cache=False)
     if causal_lm is None:
-        from tao_ray.core.losses import token_logprobs
-
         return token_logprobs(model(**kwargs).logits[:, :-1], packed.response_ids_BR, temperature)
     with hidden_states_instead_of_logits(causal_lm) as head:
         hidden_BKH = model(**kwargs).logits
@@ -122,8 +114,6 @@ def chunked_token_logprobs(hidden_BRH: torch.Tensor, head, tokens_BR: torch.Tens
 
 
 def _head_logprobs(hidden_BCH, tokens_BC, head, temperature: float) -> torch.Tensor:
-    from tao_ray.core.losses import token_logprobs
-
     return token_logprobs(head(hidden_BCH), tokens_BC, temperature)
 
 

@@ -50,6 +50,13 @@ SUPPORTED_ATTENTION = ("sdpa", "eager")
 """Attention implementations that honour a custom 4D mask (flash-attention kernels ignore it)."""
 
 
+def require_tokens(prompts: list[list[int]], responses: list[list[int]]) -> None:
+    """Both packings need a token in every prompt and response (a response's first log-prob is read at its
+    prompt's last position)."""
+    if any(len(p) == 0 for p in prompts) or any(len(r) == 0 for r in responses):
+        raise ValueError("every prompt and response needs at least one token")
+
+
 def sharing_pays(prompts: list[list[int]]) -> bool:
     """Whether any prompt repeats, so that packing by group computes fewer tokens than row by row."""
     return len({tuple(p) for p in prompts}) < len(prompts)
@@ -57,7 +64,6 @@ def sharing_pays(prompts: list[list[int]]) -> bool:
 
 def pack_shared(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> SharedPrefixBatch:
     """Rows with identical prompts (in any order) become one sequence; the response rows keep the caller's order."""
-    from tao_ray.core.sequences import require_tokens  # here: sequences imports this module
 
     require_tokens(prompts, responses)
     groups: dict[tuple[int, ...], list[int]] = {}

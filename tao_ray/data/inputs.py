@@ -5,7 +5,6 @@ In: a Recipe. Out: `RunInputs` (model directory, prompt records), or a TaoError 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -15,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tao_ray.config import Recipe, locate
+from tao_ray.data import mix
+from tao_ray.data.demo_model import DEMO_ALIAS, materialize
 from tao_ray.data.prompts import PromptRecord, load_prompts
+from tao_ray.data.store import is_store, newest_version, prompts_file
 from tao_ray.errors import TaoError
+from tao_ray.rewards import registry
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -83,11 +86,7 @@ def resolve_model(recipe: Recipe) -> str:
 
 def resolve_model_path(raw: str, where: str, path: Path | None = None) -> str:
     """'demo', a local HF directory, or a hub id (cached, or downloaded when the hub is reachable)."""
-    from tao_ray.commands.demo_model import DEMO_ALIAS
-
     if raw == DEMO_ALIAS:
-        from tao_ray.commands.demo_model import materialize
-
         return str(materialize())
     path = path or Path(raw).expanduser()
     if path.is_dir():
@@ -124,8 +123,6 @@ def check_prompt_lengths(records: list[PromptRecord], model_dir: str, limit: int
 def pin_store_version(recipe: Recipe) -> Recipe:
     """data.train_prompts naming a prompt store becomes its newest version's directory, so that the run reads one
     fixed set, and --resume refuses (rather than silently shuffles) a store that got a new version meanwhile."""
-    from tao_ray.data.store import is_store, newest_version
-
     raw = recipe.data.train_prompts
     path = resolve_path(raw, recipe)
     if not raw or not is_store(path):
@@ -136,9 +133,6 @@ def pin_store_version(recipe: Recipe) -> Recipe:
 
 
 def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
-    from tao_ray.data import mix
-    from tao_ray.data.store import prompts_file
-
     data = recipe.data
     train_file = prompts_file(resolve_path(data.train_prompts, recipe))  # a file, a store or one of its versions
     heldout_file = resolve_path(data.heldout_prompts, recipe)
@@ -174,77 +168,33 @@ def general_reward(recipe: Recipe) -> str:
 
 def check_scoring(recipe: Recipe, prompt_files: list[tuple[Path, list[PromptRecord]]],
                   general_files: list[tuple[Path, list[PromptRecord]]] = ()) -> str | None:
-    """What the named scorers need, checked before any actor starts: the database, the module, the reward model,
-    the judge's model, and the prompts' reference answers. Returns the judge's model directory, if a judge runs.
-    `general_files` are scored by eval.general_reward only, the others by scoring.reward and eval.reward."""
-    from tao_ray.core.composition import parse_expression
-
-    scoring = recipe.scoring
-    task_names = {name for expression in (scoring.reward, recipe.eval.reward) if expression
-                  for name, _ in parse_expression(expression)}
-    general_names = {name for name, _ in parse_expression(general_reward(recipe))} if general_files else set()
+    """What the named scorers need (each ScorerSpec's precheck and record field), checked before any actor starts:
+    the database, the module, the reward model, the judge's model, and the prompts' reference answers. Returns the
+    judge's model directory, if a judge runs. `general_files` are scored by eval.general_reward only, the others by
+    scoring.reward and eval.reward."""
+    task_names = registry.names(recipe.scoring.reward, recipe.eval.reward)
+    general_names = registry.names(general_reward(recipe)) if general_files else set()
     names = task_names | general_names
 
     def fail(key: str, problem: str) -> TaoError:
         return TaoError(f"{locate(recipe, key)}: key '{key}' {problem}")
 
-    if "sql" in names:
-        _check_database(recipe, fail)
-    if "function" in names:
-        from tao_ray.rewards.function import load_function
-
-        if not scoring.function.target:
-            raise fail("scoring.function.target", "is required by the function scorer; name package.module:function")
-        try:
-            load_function(scoring.function.target)
-        except ValueError as exc:
-            raise fail("scoring.function.target", str(exc)) from None
-    if "http" in names and not scoring.http.url.startswith(("http://", "https://")):
-        raise fail("scoring.http.url", f"is {scoring.http.url!r}; the http scorer needs an http(s):// URL")
-    if "reward_model" in names:
-        _check_reward_model(recipe, fail)
+    for name in sorted(names, key=list(registry.SCORERS).index):
+        precheck = registry.SCORERS[name].precheck
+        if precheck is not None:
+            precheck(recipe.scoring, lambda raw: resolve_path(raw, recipe), fail)
     files = [(file, records, task_names, "scoring.reward") for file, records in prompt_files] + \
         [(file, records, general_names, "eval.general_reward") for file, records in general_files]
     for file, records, file_names, key in files:
-        if "math" in file_names:
-            missing = next((r for r in records if r.answer is None), None)
+        for name in sorted(file_names, key=list(registry.SCORERS).index):
+            spec = registry.SCORERS[name]
+            if spec.record_field is None:
+                continue
+            missing = next((r for r in records if getattr(r, spec.record_field) in (None, [], ())), None)
             if missing is not None:
-                raise TaoError(f"{file}: prompt id {missing.id!r} has no \"answer\", which the math scorer "
-                               f"({locate(recipe, key)}) needs")
-        if "instructions" in file_names:
-            missing = next((r for r in records if not r.instruction_id_list), None)
-            if missing is not None:
-                raise TaoError(f"{file}: prompt id {missing.id!r} has no \"instruction_id_list\" (with \"kwargs\"), "
-                               f"which the instructions scorer ({locate(recipe, key)}) needs")
-    if "judge" in names:
-        return resolve_model_path(scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
-                                  "'scoring.judge.model'", resolve_path(scoring.judge.model, recipe))
+                raise TaoError(f"{file}: prompt id {missing.id!r} has no {spec.record_field_label}, which the {name} "
+                               f"scorer ({locate(recipe, key)}) needs")
+    if any(registry.SCORERS[name].needs_judge for name in names):
+        return resolve_model_path(recipe.scoring.judge.model, f"{locate(recipe, 'scoring.judge.model')}: key "
+                                  "'scoring.judge.model'", resolve_path(recipe.scoring.judge.model, recipe))
     return None
-
-
-def _check_database(recipe: Recipe, fail) -> None:
-    import sqlite3
-
-    raw = recipe.scoring.sql.database
-    if not raw:
-        raise fail("scoring.sql.database", "is required by the sql scorer; name a SQLite file")
-    path = resolve_path(raw, recipe)
-    if not path.is_file():
-        raise fail("scoring.sql.database", f"names {raw}, which does not exist")
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        raise fail("scoring.sql.database", f"names {raw}, which is not a readable SQLite database ({exc})") from None
-
-
-def _check_reward_model(recipe: Recipe, fail) -> None:
-    raw = recipe.scoring.reward_model.path
-    path = resolve_path(raw, recipe) if raw else None
-    if path is None or not (path / "config.json").is_file():
-        raise fail("scoring.reward_model.path", f"is {raw!r}; the reward_model scorer needs a model directory "
-                   "with config.json (e.g. from tao-ray train-rm)")
-    config = json.loads((path / "config.json").read_text())
-    labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)  # transformers' default is 2
-    if labels != 1:
-        raise fail("scoring.reward_model.path", f"names a model with {labels} outputs; a reward model has exactly 1")

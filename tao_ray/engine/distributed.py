@@ -10,6 +10,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from tao_ray.engine import lora as lora_lib
+from tao_ray.engine.build_locks import clear_stale_shm_op_lock
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,7 +34,6 @@ def join_process_group(rank: int, world_size: int, master_address: str, master_p
                        "MASTER_ADDR": master_address, "MASTER_PORT": str(master_port)})
     if device == "cpu":
         os.environ["DS_ACCELERATOR"] = "cpu"  # must precede the first deepspeed import
-        from tao_ray.engine.build_locks import clear_stale_shm_op_lock
 
         clear_stale_shm_op_lock()
     import deepspeed
@@ -143,8 +145,6 @@ def full_tensors(model, zero3: bool, lora: bool = False) -> Iterator[tuple[str, 
     lora: `model` is a peft model; its names are the base model's, and each LoRA layer comes out as its base
     layer's tensors with the adapter folded in. Such a layer is gathered whole (base weight and adapter, one
     module), because the merge needs both."""
-    from tao_ray.engine import lora as lora_lib
-
     seen: set[int] = set()
     done_under = None  # prefix of the LoRA layer just merged: its submodules are done
     for prefix, module in model.named_modules():

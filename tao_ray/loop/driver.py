@@ -27,6 +27,7 @@ from tao_ray.errors import TaoError
 from tao_ray.loop import evaluation, pipeline
 from tao_ray.loop.rollouts import Rollouts
 from tao_ray.loop.run_state import RunState
+from tao_ray.rewards import registry
 from tao_ray.run import checkpoints, report, tracking
 from tao_ray.run.tracking import Tracker, hardware
 from tao_ray.runtime import faults, launch, placement, session, storage
@@ -70,7 +71,7 @@ class TaoDriver(Rollouts, RunState):
         self.logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
         eval_reward = recipe.eval.reward or recipe.scoring.reward
         general = general_reward(recipe) if self.inputs.general else eval_reward
-        judges = recipe.scoring.judge.judges if "judge" in recipe.scoring.reward + eval_reward + general else 0
+        judges = recipe.scoring.judge.judges if registry.needs_judge(recipe.scoring.reward, eval_reward, general) else 0
         # Evaluation answers are scored raw, so the training scorers serve each evaluated set unless its reward
         # differs.
         own_eval_scorers = eval_reward != recipe.scoring.reward

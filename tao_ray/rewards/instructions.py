@@ -20,14 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from tao_ray.rewards.isolation import InlineSampler
+from tao_ray.rewards.punkt_data import install_english_punkt
 
 _PROBE = "A short probe. It has two sentences."
 
 
 @functools.lru_cache(maxsize=1)
 def _checkers() -> dict[str, type]:
-    from tao_ray.rewards.punkt_data import install_english_punkt
-
     install_english_punkt()  # before any check runs: sentence counting needs NLTK's Punkt model
     import langdetect
 

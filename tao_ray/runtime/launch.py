@@ -14,6 +14,7 @@ from pathlib import Path
 import ray
 
 from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.judge import JudgeActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.actors.logs import LOG_FILE_ENV
 from tao_ray.actors.scorer import ScorerActor
@@ -62,8 +63,6 @@ def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | 
                  log_dir: Path | None = None) -> list:
     """vLLM judge engines, shared by every scorer whose reward includes `judge`. A judge has its own dtype and
     tensor-parallel size: it may be a larger model than the policy."""
-    from tao_ray.actors.judge import JudgeActor
-
     judge, res = recipe.scoring.judge, recipe.resources
     cls = ray.remote(num_cpus=judge.judge_cpus, num_gpus=judge.judge_gpus)(JudgeActor)
     eager = recipe.generation.enforce_eager if recipe.generation.enforce_eager is not None else res.device == "cpu"

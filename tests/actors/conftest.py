@@ -5,7 +5,7 @@ import ray
 
 from tao_ray.actors.generator import GeneratorActor
 from tao_ray.actors.learner import LearnerActor
-from tao_ray.commands.demo_model import materialize
+from tao_ray.data.demo_model import materialize
 from tao_ray.runtime.launch import join_ranks
 
 

@@ -11,7 +11,6 @@ def test_parse_single_and_weighted_expressions():
 
 @pytest.mark.parametrize("expression, message", [
     ("", "must name a scorer"),
-    ("rouge", "unknown scorer 'rouge'"),
     ("0.5*sql + 0.5*sql", "names 'sql' twice"),
     ("sql - judge", "unreadable term"),
     ("0*sql", "weights must be positive"),
