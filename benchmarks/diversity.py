@@ -67,10 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    from tao_ray.actors.generator import GeneratorActor
+    from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
     from tao_ray.actors.scorer import ScorerActor
-    from tao_ray.data.demo_model import materialize
     from tao_ray.config import load_recipe
+    from tao_ray.data.demo_model import materialize
     from tao_ray.data.prompts import load_prompts
     from tao_ray.run.tracking import hardware
 
@@ -83,9 +83,9 @@ def main() -> None:
     # log_to_driver=False: the engine logs would interleave with the JSON on stdout.
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     try:
-        generator = ray.remote(num_cpus=1)(GeneratorActor).remote(
+        generator = ray.remote(num_cpus=1)(GeneratorActor).remote(GeneratorSpec(
             str(materialize()), "float32", recipe.model.max_model_len, recipe.generation.kv_cache_gb, 0.5,
-            recipe.generation.seed, 1, True)
+            recipe.generation.seed))
         scorer = ray.remote(num_cpus=0)(ScorerActor).remote(recipe.scoring.reward)
         ray.get(generator.ready.remote())
         results = {}

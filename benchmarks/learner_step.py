@@ -58,10 +58,10 @@ def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tao_ray.data.demo_model import materialize
     from tao_ray.core import microbatch
     from tao_ray.core.losses import token_logprobs
     from tao_ray.core.sequences import pack
+    from tao_ray.data.demo_model import materialize
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = AutoModelForCausalLM.from_pretrained(str(materialize()), dtype=torch.float32).train()
@@ -86,13 +86,14 @@ def bare_loop(batch, dtype: str, repeats: int) -> list[float]:
 def learner_step(batch, dtype: str, kl_coef: float, shared_prefix: bool, repeats: int) -> list[float]:
     import dataclasses
 
-    from tao_ray.actors.learner import LearnerActor
-    from tao_ray.data.demo_model import materialize
     from tao_ray.config import TrainingSection
+    from tao_ray.data.demo_model import materialize
+    from tao_ray.engine.learner import LearnerSpec, PolicyLearner
 
     training = dataclasses.replace(TrainingSection(), lr=1e-6, micro_batch_size=MICRO_BATCH, kl_coef=kl_coef,
                                    compute_dtype=dtype, shared_prefix=shared_prefix)
-    learner = LearnerActor(str(materialize()), "float32", training, "cpu", 0, 1, os.cpu_count() or 1)
+    # The learner library in this process, no Ray: what a learner actor computes, nothing else.
+    learner = PolicyLearner(LearnerSpec(str(materialize()), "float32", training, num_threads=os.cpu_count() or 1))
     learner.setup("127.0.0.1", 29000 + os.getpid() % 1000)
     micro = -(-len(batch) // MICRO_BATCH)
     return [learner.train(batch, micro)["seconds"] for _ in range(repeats + 1)][1:]

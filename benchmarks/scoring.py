@@ -90,8 +90,8 @@ def main() -> None:
 
     from tao_ray.actors.judge import JudgeActor
     from tao_ray.actors.scorer import ScorerActor
-    from tao_ray.data.demo_model import materialize
     from tao_ray.config import ScoringSection
+    from tao_ray.data.demo_model import materialize
     from tao_ray.data.prompts import load_prompts
     from tao_ray.run.tracking import hardware
 

@@ -14,7 +14,6 @@ Strategies (both are CpuInPlaceSync; the first is the path every sync took befor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -55,10 +54,11 @@ def copies(strategy: str, engine_bytes: int, sent_bytes: int) -> dict[str, int]:
 def run(repeats: int, strategies: list[str], kv_cache_gb: float) -> dict:
     import ray
 
-    from tao_ray.actors.generator import GeneratorActor
+    from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
     from tao_ray.actors.learner import LearnerActor
-    from tao_ray.data.demo_model import materialize
     from tao_ray.config import TrainingSection
+    from tao_ray.data.demo_model import materialize
+    from tao_ray.engine.learner import LearnerSpec
     from tao_ray.run.tracking import hardware
     from tao_ray.sync import driver as weight_sync
 
@@ -66,10 +66,10 @@ def run(repeats: int, strategies: list[str], kv_cache_gb: float) -> dict:
     speed = memcpy_bytes_per_s()
     ray.init(num_cpus=4, include_dashboard=False, logging_level="warning")
     try:
-        training = dataclasses.asdict(TrainingSection(lr=1e-5, micro_batch_size=4))
-        learner = ray.remote(num_cpus=1)(LearnerActor).remote(model_dir, "float32", training, "cpu", 0, 1, 1)
-        generator = ray.remote(num_cpus=1)(GeneratorActor).remote(model_dir, "float32", 512, kv_cache_gb, 0.5, 0,
-                                                                   1, True)
+        training = TrainingSection(lr=1e-5, micro_batch_size=4)
+        learner = ray.remote(num_cpus=1)(LearnerActor).remote(LearnerSpec(model_dir, "float32", training))
+        generator = ray.remote(num_cpus=1)(GeneratorActor).remote(
+            GeneratorSpec(model_dir, "float32", 512, kv_cache_gb, 0.5))
         address, port = ray.get(learner.rendezvous_address.remote())
         ray.get([learner.setup.remote(address, port), generator.ready.remote()])
         ray.get(learner.scale_parameter.remote(EMBEDDING, 1.5))  # a visible change the sync must carry

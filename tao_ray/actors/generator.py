@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from tao_ray.actors import adapter_files, cpu_cores, logs
+from tao_ray.config import Recipe
 from tao_ray.core import diversity, precision
 from tao_ray.core.batch import Generation
 from tao_ray.core.composition import Scores
@@ -18,13 +20,46 @@ from tao_ray.runtime import faults
 from tao_ray.sync import wire, worker
 
 
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Everything a GeneratorActor is started with; the run builds it from the recipe (`from_recipe`), the commands
+    from their own options, by name."""
+
+    model_path: str
+    dtype: str = "auto"
+    """generation.dtype: auto is resolved on the engine's own node (bfloat16 where the CPU has native bf16)."""
+    max_model_len: int = 1024
+    kv_cache_gb: float | None = 0.5
+    """Set on CPU (vLLM would otherwise reserve a fraction of all RAM); None on GPU (gpu_memory_utilization)."""
+    gpu_memory_utilization: float = 0.85
+    seed: int = 0
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    lora_rank: int = 0
+    """Serve base + a LoRA adapter of this rank (adapter sync); 0: plain weights."""
+    distance: str = "embedding"
+    """How far apart two responses are (generation.distance): embedding or jaccard."""
+    device: str = "cpu"
+    weights_dtype: str = "float32"
+    """model.dtype: what auto falls back to where the CPU has no native bf16."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, model_path: str, rank: int = 0) -> GeneratorSpec:
+        res, gen, lora = recipe.resources, recipe.generation, recipe.training.lora
+        return cls(model_path, gen.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
+                   seed=gen.seed + rank, tensor_parallel_size=res.tensor_parallel_size,
+                   enforce_eager=gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu",
+                   lora_rank=lora.r if lora.r and lora.sync == "adapter" else 0, distance=gen.distance,
+                   device=res.device, weights_dtype=recipe.model.dtype)
+
+
 class GeneratorActor:
-    def __init__(self, model_path: str, dtype: str, max_model_len: int, kv_cache_gb: float | None,
-                 gpu_memory_utilization: float, seed: int, tensor_parallel_size: int = 1,
-                 enforce_eager: bool = False, lora_rank: int = 0, distance: str = "embedding",
-                 device: str = "cpu", weights_dtype: str = "float32"):
-        """`dtype`: generation.dtype (auto is resolved here, on the engine's own node); `weights_dtype`: model.dtype."""
+    def __init__(self, spec: GeneratorSpec):
         logs.redirect_output()  # before the engine prints anything
+        model_path, max_model_len, seed, device = spec.model_path, spec.max_model_len, spec.seed, spec.device
+        tensor_parallel_size, lora_rank, distance = spec.tensor_parallel_size, spec.lora_rank, spec.distance
+        kv_cache_gb, gpu_memory_utilization = spec.kv_cache_gb, spec.gpu_memory_utilization
+        enforce_eager, dtype, weights_dtype = spec.enforce_eager, spec.dtype, spec.weights_dtype
 
         self.dtype = precision.resolve(dtype, device, weights_dtype)
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.

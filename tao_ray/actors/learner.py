@@ -12,20 +12,18 @@ from __future__ import annotations
 import ray
 
 from tao_ray.actors import logs
-from tao_ray.config import TrainingSection
 from tao_ray.core.batch import RolloutBatch
 from tao_ray.engine import diagnostics, distributed
 from tao_ray.engine.checkpoint_io import CheckpointIO
-from tao_ray.engine.learner import PolicyLearner
+from tao_ray.engine.learner import LearnerSpec, PolicyLearner
 from tao_ray.sync.sender import WeightSender
 
 
 class LearnerActor:
-    def __init__(self, model_path: str, dtype: str, training: TrainingSection, device: str, rank: int,
-                 world_size: int, num_threads: int, temperature: float = 1.0):
+    def __init__(self, spec: LearnerSpec):
         logs.redirect_output()  # before the engine prints anything
-        self.rank = rank
-        self.learner = PolicyLearner(model_path, dtype, training, device, rank, world_size, num_threads, temperature)
+        self.rank = spec.rank
+        self.learner = PolicyLearner(spec)
         self.checkpoints = CheckpointIO(self.learner)
         self.sender = WeightSender(self.learner)
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import ray
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorSpec
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.commands import ab_inputs
 from tao_ray.commands.ab_inputs import Engine
 from tao_ray.core.selection import paired_scores
 from tao_ray.data.prompts import PromptRecord
-from tao_ray.runtime import session
+from tao_ray.runtime import launch, session
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ class Answers:
 def _greedy(model_dir: str, sets: list[PromptSet], engine: Engine):
     """One engine answers every set in one call (started, used, then stopped to free its memory); the Generations
     come back in the order of the prompts, the sets one after another."""
-    generator = ray.remote(num_cpus=1, num_gpus=engine.gpus)(GeneratorActor).remote(
-        model_dir, "bfloat16" if engine.gpus else "float32", engine.max_model_len, engine.kv_cache_gb, 0.85, 0, 1,
-        not engine.gpus)
+    generator = launch.start_generator(GeneratorSpec(
+        model_dir, dtype="bfloat16" if engine.gpus else "float32", max_model_len=engine.max_model_len,
+        kv_cache_gb=engine.kv_cache_gb, enforce_eager=not engine.gpus, device="cuda" if engine.gpus else "cpu"),
+        engine.gpus)
     prompts = [p for prompt_set in sets for p in prompt_set.prompts]
     try:
         generations = ray.get(generator.generate.remote([(i, list(p.messages)) for i, p in enumerate(prompts)],

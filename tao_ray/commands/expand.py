@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorSpec
 from tao_ray.config import load_recipe
 from tao_ray.data import expansion
 from tao_ray.data.decontamination import CONTAMINATION_DISTANCE, NEAR_DUPLICATE_DISTANCE, NGRAM, References
@@ -25,7 +25,7 @@ from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.prompts import load_prompts
 from tao_ray.data.store import write_atomic
 from tao_ray.errors import TaoError
-from tao_ray.runtime import session
+from tao_ray.runtime import launch, session
 
 MAX_TOKENS = 48
 """A task is one or two sentences (at most expansion.MAX_WORDS words); longer samples are cut and rejected."""
@@ -42,16 +42,16 @@ def expand_file(seeds_path: str | Path, out: str | Path, wanted: int, model_dir:
         raise TaoError(f"{out}: --out names a directory; give a .jsonl file path")
     from tqdm import tqdm
 
-
     embed = Embedder("cuda" if gpus else "cpu")
     references = References(decontaminate, embed, NGRAM, contamination_distance,
                             gram_text=lambda record: expansion.split_seed(record).task)
     started_ray = session.connect(actor_logs=True)
     bar = tqdm(total=wanted, desc="expand", unit="prompt")
     try:
-        generator = ray.remote(num_cpus=1, num_gpus=gpus)(GeneratorActor).remote(
-            model_dir, "bfloat16" if gpus else "float32", 1024, None if gpus else 0.5, 0.85, seed, 1, not gpus,
-            distance="jaccard")  # the actor needs no embedder: distances are judged here, over whole prompts
+        # The actor needs no embedder (jaccard): distances are judged here, over whole prompts.
+        generator = launch.start_generator(GeneratorSpec(
+            model_dir, dtype="bfloat16" if gpus else "float32", kv_cache_gb=None if gpus else 0.5, seed=seed,
+            enforce_eager=not gpus, distance="jaccard", device="cuda" if gpus else "cpu"), gpus)
 
         def draw(chats: list[list[dict[str, str]]], n: int) -> list[list[str]]:
             bar.set_description(f"expand (sampling {len(chats) * n})")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM
 
-from tao_ray.config import TrainingSection
+from tao_ray.config import Recipe, TrainingSection
 from tao_ray.core import algorithms, microbatch, precision
 from tao_ray.core.batch import RolloutBatch
 from tao_ray.core.data_parallel import rank_denominators
@@ -25,18 +26,40 @@ from tao_ray.core.shared_prefix import SUPPORTED_ATTENTION, pack_shared, sharing
 from tao_ray.engine import distributed, lora
 
 
+@dataclass(frozen=True)
+class LearnerSpec:
+    """Everything one learner rank is built with; the run builds it from the recipe (`from_recipe`)."""
+
+    model_path: str
+    dtype: str
+    """The master weights' and optimizer state's dtype (model.dtype)."""
+    training: TrainingSection
+    device: str = "cpu"
+    rank: int = 0
+    world_size: int = 1
+    num_threads: int = 1
+    """Intra-op threads: the cores this rank owns (resources.learner_cpus), not the node's."""
+    temperature: float = 1.0
+    """The sampling temperature, applied to the learner's logits so that its log-probs are those of the
+    distribution the samples came from."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, model_path: str, rank: int) -> LearnerSpec:
+        res = recipe.resources
+        return cls(model_path, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
+                   max(1, int(res.learner_cpus)), recipe.generation.temperature)
+
+
 class PolicyLearner:
-    def __init__(self, model_path: str, dtype: str, training: TrainingSection, device: str, rank: int,
-                 world_size: int, num_threads: int, temperature: float = 1.0):
-        """`dtype`: the master weights' (model.dtype); `temperature`: the sampling temperature, which the learner
-        applies to its logits so that its log-probs are those of the distribution the samples came from."""
-        self.model_path, self.dtype, self.training, self.device = model_path, dtype, training, device
-        self.rank, self.world_size, self.num_threads = rank, world_size, num_threads
-        self.temperature = temperature if temperature > 0 else 1.0
-        self.algorithm = algorithms.get(training.algorithm)
+    def __init__(self, spec: LearnerSpec):
+        self.model_path, self.dtype, self.training, self.device = (spec.model_path, spec.dtype, spec.training,
+                                                                   spec.device)
+        self.rank, self.world_size, self.num_threads = spec.rank, spec.world_size, spec.num_threads
+        self.temperature = spec.temperature if spec.temperature > 0 else 1.0
+        self.algorithm = algorithms.get(spec.training.algorithm)
         # Set by setup(): the DeepSpeed engine and what it was built with.
         self.engine = self.reference = self.torch_device = None
-        self.compute_dtype, self.autocast = dtype, None
+        self.compute_dtype, self.autocast = spec.dtype, None
         self.lora = self.uses_reference = self.chunked_head = self.shared_prefix = False
         self.pad_id, self.loaded_numel = 0, 0
         self._zero3_configs: list = []  # transformers refers to these weakly; they must outlive the models

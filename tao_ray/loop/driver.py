@@ -2,9 +2,12 @@
 
 Each iteration: take a prompt batch -> generate diverse groups -> score them -> build one RolloutBatch -> learn ->
 sync weights to every generator -> evaluate on held-out prompts -> checkpoint -> log. Iteration 0 evaluates the base
-model before any training. Remote calls go to every actor first; `ray.get` then collects the whole list.
-Drawing and scoring samples (rollouts.py) and checkpoints, resume and learner recovery (run_state.py) are the
-driver's steps kept in their own modules.
+model before any training.
+
+The driver is the one owner of the run's state: the policy version the generators serve, the prompt feed (prompt
+order and the batch drawn ahead), the weight sync, the pending checkpoint and the summary rows. The stages it calls
+are objects that hold no run state of their own: Rollouts (samples and scores), PromptFeed, Checkpointer. Actors are
+reached only through the pools of runtime/run_actors.py, so tests/loop runs this loop with stand-in pools.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ from tao_ray.config import Recipe
 from tao_ray.core import algorithms, data_parallel, diversity, learning, perf, selection
 from tao_ray.core.batch import Generation, RolloutBatch
 from tao_ray.core.composition import Scores
-from tao_ray.data.inputs import RunInputs, general_reward
+from tao_ray.data.inputs import RunInputs
 from tao_ray.data.order import PromptOrder
 from tao_ray.errors import TaoError
 from tao_ray.loop import evaluation, pipeline
+from tao_ray.loop.checkpointing import Checkpointer
+from tao_ray.loop.prompt_feed import PromptFeed
 from tao_ray.loop.rollouts import Rollouts
-from tao_ray.loop.run_state import RunState
-from tao_ray.rewards import registry
-from tao_ray.run import checkpoints, report, tracking
+from tao_ray.run import checkpoints, report, resume, tracking
 from tao_ray.run.tracking import Tracker, hardware
-from tao_ray.runtime import faults, launch, placement, session, storage
+from tao_ray.runtime import faults
+from tao_ray.runtime.run_actors import RunActors
 from tao_ray.runtime.supervision import Supervisor
-from tao_ray.sync import driver as weight_sync
 
 SERVED_WEIGHTS_PARAMETER = "model.embed_tokens.weight"
 
@@ -41,26 +44,38 @@ def measured(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.3f}"
 
 
-class TaoDriver(Rollouts, RunState):
+class TaoDriver:
     def __init__(self, recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False):
         self.recipe, self.inputs, self.resume, self.actor_logs = recipe, inputs, resume, actor_logs
         self.run_dir = recipe.run_dir.resolve()  # actors, possibly on other nodes, get absolute paths
-        self.order = PromptOrder(len(inputs.train), seed=recipe.run.seed, weights=inputs.train_weights)
-        self.started_ray = False
         self.started_at = time.perf_counter()
         self.policy_version = 0  # the iteration whose weights the generators serve (0: the base model)
-        self.next_batch: pipeline.NextBatch | None = None  # drawn ahead of its iteration (pipeline.py)
         self.background = pipeline.Background()
+        self.previous: dict[str, Any] = {}  # the summary.json of the run being resumed
+        # Set by begin() and attach(): what the run reports to, its actors and the stages that use them.
+        self.tracker: Tracker | None = None
+        self.supervisor: Supervisor | None = None
+        self.actors: RunActors | None = None
+        self.sync = None
+        self.rollouts: Rollouts | None = None
+        self.feed: PromptFeed | None = None
+        self.eval_sets: list[evaluation.EvalSet] = []
+        self.checkpointer = Checkpointer(recipe, self.run_dir, inputs.model_dir, tracking.Tracker.stage)
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        recipe, res = self.recipe, self.recipe.resources
+        self.begin()
+        logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
+        self.attach(RunActors.start(self.recipe, self.inputs, self.supervisor, logs, self.actor_logs,
+                                    self.tracker.stage))
+
+    def begin(self) -> None:
+        """The run directory, summary.json (the resumed run's rows kept), W&B and the supervisor."""
+        recipe = self.recipe
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = self.run_dir / "summary.json"
-        resumable = self.resume and previous.is_file()
-        self.previous = json.loads(previous.read_text()) if resumable else {}
-        self.previous_rows = self.previous.get("iterations", [])
+        self.previous = json.loads(previous.read_text()) if self.resume and previous.is_file() else {}
         summary = {"recipe": recipe.source, "run_name": recipe.run.name, "model": self.inputs.model_dir,
                    "config": dataclasses.asdict(recipe), "hardware": hardware(), "iterations": [],
                    "best_iteration": None, "checkpoint_dir": None, "stopped": "running"}
@@ -68,64 +83,32 @@ class TaoDriver(Rollouts, RunState):
                                recipe.logging.wandb_project, summary["config"], resume=self.resume)
         summary["restarts"] = self.previous.get("restarts") or {"generator": [], "scorer": [], "learner": []}
         self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
-        self.logs = None if self.actor_logs else self.run_dir / "logs"  # one file per actor (actors/logs.py)
-        eval_reward = recipe.eval.reward or recipe.scoring.reward
-        general = general_reward(recipe) if self.inputs.general else eval_reward
-        judges = recipe.scoring.judge.judges if registry.needs_judge(recipe.scoring.reward, eval_reward, general) else 0
-        # Evaluation answers are scored raw, so the training scorers serve each evaluated set unless its reward
-        # differs.
-        own_eval_scorers = eval_reward != recipe.scoring.reward
-        own_general_scorers = general not in (eval_reward, recipe.scoring.reward)
-        counts = (judges, res.scorers if own_eval_scorers else 0, res.scorers if own_general_scorers else 0)
-        started = time.perf_counter()
-        self.started_ray = session.connect(launch.local_cpu_demand(placement.requests(recipe, *counts)),
-                                           self.actor_logs)
-        self.reservation = placement.reserve(recipe, *counts)
-        summary["actors"] = self.reservation.locations()
-        nodes = {where["node_id"] for where in summary["actors"]}
-        self.tracker.stage(f"ray up ({'local' if self.started_ray else 'cluster'}); resources reserved on "
-                           f"{len(nodes)} node(s) (placement {res.placement}) in {time.perf_counter() - started:.1f}s;"
-                           f" starting {res.generators} generator(s), {res.scorers} scorer(s), {res.learners} "
-                           "learner rank(s)")
-        storage.check_shared(self.run_dir, self.reservation.nodes(("learner", "generator")))
-        started = time.perf_counter()
-        self.generators = launch.start_generators(recipe, self.inputs.model_dir, self.reservation, self.logs)
-        self.judges = (launch.start_judges(recipe, self.inputs.judge_model_dir, self.reservation, self.logs)
-                       if judges else [])
-        normalize = recipe.scoring.normalize == "group"
-        paths = self.inputs.scoring_paths
-        self.scorers = launch.start_scorers(recipe, recipe.scoring.reward, normalize, self.judges, paths,
-                                            self.reservation, log_dir=self.logs)
-        self.eval_scorers = (launch.start_scorers(recipe, eval_reward, judges=self.judges, paths=paths,
-                                                  placement=self.reservation, role="eval_scorer", log_dir=self.logs)
-                             if own_eval_scorers else self.scorers)
-        self.general_scorers = (launch.start_scorers(recipe, general, judges=self.judges, paths=paths,
-                                                     placement=self.reservation, role="general_scorer",
-                                                     log_dir=self.logs)
-                                if own_general_scorers else
-                                self.eval_scorers if general == eval_reward else self.scorers)
+
+    def attach(self, actors: RunActors) -> None:
+        """Take the run's actors: the stages that call them, the evaluated sets and the weight sync."""
+        self.actors = actors
+        self.rollouts = Rollouts(self.recipe, actors.generators, actors.scorers)
+        self.feed = PromptFeed(self.inputs.train, self.recipe.generation.prompts_per_iteration, self.fresh_order(),
+                               self.rollouts, self.background)
         self.eval_sets = [evaluation.EvalSet(name, prompts, scorers) for name, prompts, scorers in (
-            ("heldout", self.inputs.heldout, self.eval_scorers), ("transfer", self.inputs.transfer, self.eval_scorers),
-            ("general", self.inputs.general, self.general_scorers)) if prompts]
-        self.learners = launch.start_learners(recipe, self.inputs.model_dir, self.reservation, self.logs)
-        summary["learner"] = ray.get(self.learners[0].describe.remote(), timeout=self.supervisor.timeout("control"))
-        engine = ray.get(self.generators[0].describe.remote(), timeout=self.supervisor.timeout("startup"))
+            ("heldout", self.inputs.heldout, actors.eval_scorers), ("transfer", self.inputs.transfer,
+                                                                     actors.eval_scorers),
+            ("general", self.inputs.general, actors.general_scorers)) if prompts]
+        self.sync = actors.make_sync()
+        summary, startup = self.tracker.summary, actors.startup
+        summary["actors"] = startup.actors
+        summary["learner"] = startup.learner
         # The learner and the engines may compute in different dtypes (model.dtype, training.compute_dtype,
         # generation.dtype, resolved on their own nodes).
-        summary["dtypes"] = {"weights": summary["learner"]["weights_dtype"],
-                             "learner_compute": summary["learner"]["compute_dtype"], "engine": engine["dtype"]}
-        try:
-            engine_s = ray.get([g.ready.remote() for g in self.generators + self.judges],
-                               timeout=self.supervisor.timeout("startup"))
-        except ray.exceptions.GetTimeoutError:
-            raise TaoError(f"the vLLM engines did not start within resources.startup_timeout_s "
-                           f"({res.startup_timeout_s:g}s); raise it for large models or slow storage") from None
-        self.supervisor.note_engines(self.generators)
-        self.sync = self.make_sync()
-        summary["startup_s"] = {"actors": time.perf_counter() - started, "engine": max(engine_s)}
+        summary["dtypes"] = {"weights": startup.learner["weights_dtype"],
+                             "learner_compute": startup.learner["compute_dtype"], "engine": startup.engine_dtype}
+        summary["startup_s"] = {"actors": startup.actors_s, "engine": startup.engine_s}
         summary["weight_sync"] = {"path": self.sync.name}
-        self.tracker.stage(f"actors ready in {summary['startup_s']['actors']:.1f}s "
-                           f"(vLLM engine {max(engine_s):.1f}s); weight sync: {self.sync.name}")
+        self.tracker.stage(f"actors ready in {startup.actors_s:.1f}s (vLLM engine {startup.engine_s:.1f}s); "
+                           f"weight sync: {self.sync.name}")
+
+    def fresh_order(self, **state) -> PromptOrder:
+        return PromptOrder(len(self.inputs.train), self.recipe.run.seed, **state, weights=self.inputs.train_weights)
 
     # ---- the loop ----------------------------------------------------------------------------------------------
 
@@ -152,54 +135,36 @@ class TaoDriver(Rollouts, RunState):
         self.supervisor.iteration = iteration
         self.tracker.iteration_begins()
         timing: dict[str, float] = {}
-        prompts, generations, scores, scoring = self.take_batch(iteration, timing)
+        prompts, generations, scores, scoring = self.feed.take_batch(iteration, timing, self.timed, self.sync,
+                                                                     self.policy_version)
         self.tracker.log_samples(iteration, tracking.samples_table(prompts, generations, scores.raw))
         batch = self.build_batch(generations, scores)
         last = iteration == self.recipe.run.iterations
         if self.recipe.run.max_staleness and not last:
-            self.sample_next_in_background()  # on the weights before this update, while the learner trains
+            # On the weights before this update, while the learner trains.
+            self.feed.draw_in_background(self.sync, self.policy_version)
         with self.timed(timing, "train", iteration) as note:
             train_metrics = self.learn(batch)
             note.append(f"{len(batch)} samples")
-            if self.next_batch is not None:
-                self.next_batch.settle()
-        self.complete_checkpoint(wait=False)  # the previous iteration's, if its files are written
+            self.feed.settle()
+        self.checkpointer.complete(self.actors.learners, wait=False)  # the previous one's, if its files are written
         with self.timed(timing, "sync", iteration) as note:
             receive_s = self.sync_weights(iteration)
-            note.append(f"policy version {iteration} to {len(self.generators)} generator(s)")
+            note.append(f"policy version {iteration} to {len(self.actors.generators)} generator(s)")
         evaluated = None
         if iteration % self.recipe.eval.every == 0 or last:
             with self.timed(timing, "eval", iteration) as note:
                 # On-policy, the next batch is drawn on these same weights: in the evaluation's engine calls.
-                evaluated = self.evaluate(with_next_batch=not last and self.next_batch is None)
+                evaluated = self.evaluate(with_next_batch=not last and self.feed.next_batch is None)
                 note.append(evaluated.describe()
-                            + (", with the next batch's samples" if self.next_batch is not None else ""))
+                            + (", with the next batch's samples" if self.feed.next_batch is not None else ""))
         eval_row = self.eval_row(evaluated)
         with self.timed(timing, "checkpoint", iteration):
             self.checkpoint(iteration, evaluation.eligible_reward(eval_row))
         self.tracker.iteration_done(iteration)
-
-        # Reported numbers are raw scores: comparable across iterations whatever the normalization.
-        flat_rewards = [r for group in scores.raw for r in group if r is not None]
-        tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
-        self.log_iteration(iteration, eval_row, timing=timing, train_row={
-            "train_reward_mean": selection.mean(flat_rewards),
-            "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
-            "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
-            # Samples drawn with the evaluation have no time of their own; drawn in the background, that thread's.
-            "tokens_per_s": tokens / sampling_s if (sampling_s := timing.get("sampled_ahead", timing["generate"]))
-            else None,
-            "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-            "sampled_ahead_s": timing.get("sampled_ahead"),
-            "checkpoint_write_s": self.checkpoint_write_s,
-            "scoring": scoring,
-            "prompt_ids": [p.id for p in prompts], "prompt_order": self.order_state(),
-            "policy_version": {"samples": sorted({g.policy_version for g in generations}),
-                               "heldout": evaluated.versions if evaluated is not None else None},
-            "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
-                [g.response_texts for g in generations], scores.raw,
-                [g.tokens_drawn or g.tokens_generated for g in generations],
-                [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}})
+        self.log_iteration(iteration, eval_row, timing=timing,
+                           train_row=self.train_row(prompts, generations, scores, scoring, batch, timing,
+                                                    train_metrics, receive_s, evaluated))
         reason = self.stop_reason() if evaluated is not None else None
         limit = self.recipe.run.max_wall_minutes
         if not reason and limit is not None and time.perf_counter() - self.started_at > 60 * limit:
@@ -217,13 +182,13 @@ class TaoDriver(Rollouts, RunState):
         if not len(batch):
             self.tracker.stage("no group carried signal this iteration (all samples scored alike): no update")
             return {}
-        step = learning.plan(batch, len(self.learners), self.recipe.training)
-        metrics = data_parallel.merge_metrics(self.supervisor.on_learners(self.learners, lambda learner, rank: (
-            learner.train.remote(step.shards[rank], step.micro_batches, step.denominators, self.policy_version)),
-            "train"))
+        learners = self.actors.learners
+        step = learning.plan(batch, len(learners), self.recipe.training)
+        metrics = data_parallel.merge_metrics(learners.every_rank("train", lambda rank: (
+            step.shards[rank], step.micro_batches, step.denominators, self.policy_version), "train"))
         learner = self.tracker.summary["learner"]
         metrics["mfu"] = perf.mfu(learner["parameters"], sum(batch.lengths()), metrics["seconds"], learner["device"],
-                                  len(self.learners), with_reference=algorithms.uses_reference(self.recipe.training))
+                                  len(learners), with_reference=algorithms.uses_reference(self.recipe.training))
         return metrics
 
     def sync_weights(self, version: int) -> float:
@@ -232,27 +197,13 @@ class TaoDriver(Rollouts, RunState):
         try:
             received = self.sync.update(version, timeout_s=self.supervisor.timeout("sync"))
         except (ray.exceptions.RayError, TimeoutError) as error:
-            self.supervisor.check_learners(self.learners)
+            self.actors.learners.check()
             self.policy_version = version
-            self.supervisor.make_current(self.generators, self.sync, version)
+            self.actors.generators.make_current(self.sync, version)
             self.tracker.stage(f"weight sync interrupted ({faults.describe(error)}); generators refitted")
             return 0.0
         self.policy_version = version
         return received
-
-    def make_sync(self):
-        """The weight-sync channel between the current learners and generators (metadata checked, group set up).
-        A generator found dead on the way is restarted first (its refit comes with the next sync)."""
-        res, lora = self.recipe.resources, self.recipe.training.lora
-        sync = weight_sync.make_sync(res.device, self.learners, self.generators, res.tensor_parallel_size,
-                                     lora_adapter=lora.r > 0 and lora.sync == "adapter")
-        try:
-            sync.init()
-        except ray.exceptions.RayError:
-            self.supervisor.check_learners(self.learners)
-            self.supervisor.revive(self.generators, sync)
-            sync.init()
-        return sync
 
     def evaluate(self, with_next_batch: bool = False) -> evaluation.Evaluation:
         """Label-free scores of greedy answers to every evaluated set (evaluation.py), rated by each set's scorers
@@ -261,24 +212,24 @@ class TaoDriver(Rollouts, RunState):
         answer = [prompt for eval_set in self.eval_sets for prompt in eval_set.prompts]
         # Adaptive sampling scores as it draws: its scoring would mix with the evaluation's.
         if with_next_batch and self.recipe.generation.strategy != "adaptive":
-            prompts, before = self.take_next_prompts()
-            samples, generations = self.generate(prompts, answer=answer)
-            self.next_batch = pipeline.NextBatch(prompts, before, generations=samples)
+            prompts, before = self.feed.take_prompts()
+            samples, generations = self.rollouts.generate(prompts, self.sync, self.policy_version, answer=answer)
+            self.feed.drawn_with_evaluation(prompts, before, samples)
         else:
-            generations = self.generate(answer, greedy=True)
+            generations = self.rollouts.generate(answer, self.sync, self.policy_version, greedy=True)
         answers = evaluation.split_by_set(self.eval_sets, generations)
         scores, lengths = {}, {}
         for eval_set in self.eval_sets:
             # Generations index the concatenated list; each set's scorer call indexes its own prompts.
             own = [dataclasses.replace(g, prompt_index=i) for i, g in enumerate(answers[eval_set.name])]
-            raw = self.score(eval_set.prompts, own, eval_set.scorers).raw
+            raw = self.rollouts.score(eval_set.prompts, own, eval_set.scorers).raw
             scores[eval_set.name] = [group[0] for group in raw]
             lengths[eval_set.name] = [len(g.response_token_ids[0]) for g in own]
         heldout = answers["heldout"]
         report.save_samples(self.run_dir, len(self.tracker.summary["iterations"]), self.inputs.heldout,
                             [g.response_texts[0] for g in heldout], scores["heldout"])
         return evaluation.Evaluation(scores, lengths, sorted({g.policy_version for g in generations}),
-                                     self.scoring_stats(self.eval_scorers))
+                                     self.actors.eval_scorers.stats())
 
     def eval_row(self, evaluated: evaluation.Evaluation | None) -> dict[str, Any]:
         """The summary row's evaluation fields (none for an iteration without an evaluation)."""
@@ -292,6 +243,86 @@ class TaoDriver(Rollouts, RunState):
         return selection.stop_reason([r["heldout_reward_mean"] for r in rows], [r["train_reward_mean"] for r in rows],
                                      self.recipe.eval.patience, self.recipe.eval.max_drop)
 
+    # ---- checkpoints, resume and learner recovery ----------------------------------------------------------------
+
+    def checkpoint(self, iteration: int, heldout: float | None) -> None:
+        """Every run.checkpoint_every iterations (and the last) the policy, every rank's optimizer state and the
+        loop's state; in between only a new best policy (checkpointing.py)."""
+        self.checkpointer.complete(self.actors.learners)
+        best, _ = self.best((iteration, heldout))
+        full = self.checkpointer.due(iteration, best)
+        if full is not None:
+            state = {"iteration": iteration, "prompt_order": self.feed.order_state(), "best": best}
+            self.checkpointer.start(self.actors.learners, iteration, full, state, best)
+
+    def restore(self) -> int:
+        """Continue from the newest complete checkpoint: learner state, generator weights, prompt order and the
+        summary rows up to it. Returns the iteration to continue after (0 when there is nothing to resume)."""
+        found = checkpoints.latest(self.run_dir)
+        if found is None:
+            self.tracker.stage("nothing to resume: no complete checkpoint yet; starting from iteration 0")
+            return 0
+        done, optimizer_changes = self.load_checkpoint(*found, rows=self.previous.get("iterations", []))
+        summary = self.tracker.summary
+        # Earlier resumes stay listed; each resume_changes entry names the iteration it resumed from.
+        changes = resume.compare(self.previous["config"], self.recipe).record() if "config" in self.previous else {}
+        changes["optimizer"] = optimizer_changes
+        summary["resumed_from"] = [*self.previous.get("resumed_from", []), done]
+        summary["resume_changes"] = [*self.previous.get("resume_changes", []), {"iteration": done, **changes}]
+        self.tracker.stage(f"resumed from {found[0]} (iteration {done})")
+        if optimizer_changes:
+            self.tracker.stage("set on the restored optimizer (the checkpoint held the old values): " + ", ".join(
+                f"{key} {old:g} -> {new:g}" for key, (old, new) in optimizer_changes.items()))
+        return done
+
+    def load_checkpoint(self, path, state: dict[str, Any], rows: list[dict]) -> tuple[int, dict]:
+        """Learners, generators, prompt order and summary rows back to a checkpoint's iteration; returns it and the
+        optimizer settings the recipe changed on the restored state."""
+        optimizer_changes = self.checkpointer.load(self.actors.learners, path)
+        done = state["iteration"]
+        self.sync_weights(done)
+        self.feed.restart(self.fresh_order(**state["prompt_order"]))
+        self.tracker.summary["iterations"] = [row for row in rows if row["iteration"] <= done]
+        return done, optimizer_changes
+
+    def recover_learners(self, failure: faults.LearnerFailure, iteration: int) -> int:
+        """A learner rank died or hung: stop every rank, start them again from the newest complete checkpoint (or
+        the base model), refit the generators and continue with the same prompt order. Returns the iteration
+        restored. Past run.max_restarts, the run stops with the command that resumes it."""
+        restarts = self.tracker.summary["restarts"]["learner"]
+        if len(restarts) >= self.recipe.run.max_restarts:
+            raise TaoError(f"learner rank {failure.rank} {failure.failure.cause} in iteration {iteration}, after "
+                           f"{len(restarts)} restart(s) of the learners (run.max_restarts); every completed "
+                           f"iteration is in {self.run_dir}; continue with: {checkpoints.resume_command(self.recipe)}")
+        started = time.perf_counter()
+        self.checkpointer.abandon()  # its writers are gone: the staged files are incomplete
+        self.feed.drop_next_batch()  # the restored prompt order draws it again
+        self.actors.restart_learners()
+        self.sync = self.actors.make_sync()
+        restart_s = time.perf_counter() - started
+        started = time.perf_counter()
+        found = checkpoints.latest(self.run_dir)
+        if found is not None:
+            done = self.load_checkpoint(*found, rows=self.tracker.summary["iterations"])[0]
+        else:  # no checkpoint yet: the fresh ranks hold the base model; start over from iteration 1
+            self.sync_weights(0)
+            self.feed.restart(self.fresh_order())
+            self.tracker.summary["iterations"] = self.tracker.summary["iterations"][:1]
+            done = 0
+        self.supervisor.iteration = iteration
+        self.supervisor.record("learner", failure.rank, failure.failure.cause, failure.failure.detect_s, restart_s,
+                               time.perf_counter() - started)
+        return done
+
+    def best(self, pending: tuple[int, float | None]) -> tuple[int | None, float | None]:
+        """(iteration, held-out reward) of the best measured evaluation so far, `pending` (not yet logged)
+        included; (None, None) while none was measured."""
+        scores = {row["iteration"]: evaluation.eligible_reward(row) for row in self.tracker.summary["iterations"]}
+        scores[pending[0]] = pending[1]
+        series = [scores.get(i) for i in range(max(scores) + 1)]
+        best = selection.best_iteration(series)
+        return best, None if best is None else series[best]
+
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -303,23 +334,41 @@ class TaoDriver(Rollouts, RunState):
         timing[stage] = time.perf_counter() - started
         self.tracker.progress(iteration, self.recipe.run.iterations, stage, timing[stage], ", ".join(note))
 
-    def served_weights(self) -> list[float | None]:
-        """A fingerprint of the weights each generator serves: the sum of its input embedding, which every
-        full-weight sync moves (an adapter sync leaves it alone). Rows show the new weights landed in every engine;
-        None where an engine names the parameter otherwise (or shards it) and cannot tell."""
-        calls = {k: g.parameter_sum.remote(SERVED_WEIGHTS_PARAMETER) for k, g in enumerate(self.generators)}
-        try:
-            sums, _ = faults.gather(calls, self.supervisor.timeout("control"))
-        except ray.exceptions.RayTaskError:  # the engine names or shards its embedding otherwise
-            sums = {}
-        return [sums.get(k) for k in range(len(self.generators))]
+    def train_row(self, prompts, generations: list[Generation], scores: Scores, scoring: dict[str, Any],
+                  batch: RolloutBatch, timing: dict[str, float], train_metrics: dict, receive_s: float,
+                  evaluated: evaluation.Evaluation | None) -> dict[str, Any]:
+        """The summary row's training fields. Reported numbers are raw scores: comparable across iterations
+        whatever the normalization."""
+        flat_rewards = [r for group in scores.raw for r in group if r is not None]
+        tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
+        # Samples drawn with the evaluation have no time of their own; drawn in the background, that thread's.
+        sampling_s = timing.get("sampled_ahead", timing["generate"])
+        return {
+            "train_reward_mean": selection.mean(flat_rewards),
+            "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
+            "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
+            "tokens_per_s": tokens / sampling_s if sampling_s else None,
+            "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
+            "sampled_ahead_s": timing.get("sampled_ahead"),
+            "checkpoint_write_s": self.checkpointer.write_s,
+            "scoring": scoring,
+            "prompt_ids": [p.id for p in prompts], "prompt_order": self.feed.order_state(),
+            "policy_version": {"samples": sorted({g.policy_version for g in generations}),
+                               "heldout": evaluated.versions if evaluated is not None else None},
+            "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
+                [g.response_texts for g in generations], scores.raw,
+                [g.tokens_drawn or g.tokens_generated for g in generations],
+                [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}}
 
     def log_iteration(self, iteration: int, eval_row: dict[str, Any], timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:
         row = {"iteration": iteration, "train_reward_mean": None,
                "timing_s": {k: timing.get(k, 0.0) for k in ("generate", "score", "train", "sync", "eval",
                                                              "checkpoint")},
-               "tokens_generated": 0, "weight_sync_s": 0.0, "served_weights": self.served_weights(), **eval_row,
+               "tokens_generated": 0, "weight_sync_s": 0.0,
+               # A fingerprint of the weights each generator serves: the sum of its input embedding, which every
+               # full-weight sync moves (an adapter sync leaves it alone); None where an engine cannot tell.
+               "served_weights": self.actors.generators.parameter_sums(SERVED_WEIGHTS_PARAMETER), **eval_row,
                **train_row}
         if row.get("vetoed"):
             self.tracker.stage(f"iteration {iteration} cannot become the best checkpoint: {'; '.join(row['vetoed'])}")
@@ -332,8 +381,8 @@ class TaoDriver(Rollouts, RunState):
         self.tracker.log_iteration(row)
 
     def finish(self, reason: str) -> dict[str, Any]:
-        self.drop_next_batch()
-        self.complete_checkpoint()
+        self.feed.drop_next_batch()
+        self.checkpointer.complete(self.actors.learners)
         summary = self.tracker.summary
         summary["stopped"] = reason
         summary["wall_s"] = time.perf_counter() - self.started_at  # this invocation's, start-up included
@@ -347,25 +396,16 @@ class TaoDriver(Rollouts, RunState):
         return summary
 
     def cleanup(self) -> None:
-        if getattr(self, "pending_checkpoint", None) is not None:
+        if self.checkpointer.pending is not None and self.actors is not None:
             try:  # a run stopped by an error still keeps the checkpoint its learners were writing
-                self.complete_checkpoint()
+                self.checkpointer.complete(self.actors.learners)
             except Exception as error:  # noqa: BLE001 - the error that stopped the run is the one to report
                 self.tracker.stage(f"the last checkpoint could not be completed: {faults.describe(error)}")
         self.background.close()
-        tracker = getattr(self, "tracker", None)
-        if tracker is not None:
-            tracker.finish()
-        if getattr(self, "generators", None):
-            self.supervisor.stop_generators(self.generators)
-        actors = {id(a): a for role in ("scorers", "eval_scorers", "general_scorers", "judges", "learners")
-                  for a in getattr(self, role, [])}
-        for actor in actors.values():
-            ray.kill(actor)
-        if getattr(self, "reservation", None) is not None:
-            self.reservation.release()
-        if self.started_ray:
-            ray.shutdown()
+        if self.tracker is not None:
+            self.tracker.finish()
+        if self.actors is not None:
+            self.actors.stop()
 
 
 def run(recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: bool = False) -> dict[str, Any]:
@@ -375,9 +415,8 @@ def run(recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: boo
         driver.setup()
         return driver.run()
     except KeyboardInterrupt:
-        if getattr(driver, "tracker", None) is not None:
+        if driver.tracker is not None:
             driver.tracker.summary["stopped"] = "interrupted"
         raise
     finally:
         driver.cleanup()
-

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import ray
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
 from tao_ray.actors.judge import JudgeActor
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.actors.logs import LOG_FILE_ENV
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.config import Recipe
+from tao_ray.engine.learner import LearnerSpec
 from tao_ray.errors import TaoError
 from tao_ray.runtime import faults
 from tao_ray.runtime.placement import Request, Reservation
@@ -45,18 +46,18 @@ def _placed(cls, placement: Reservation | None, role: str, rank: int, log_dir: P
 
 def start_generators(recipe: Recipe, model_dir: str, placement: Reservation | None = None,
                      log_dir: Path | None = None) -> list:
-    res, gen = recipe.resources, recipe.generation
+    res = recipe.resources
     # Ray restarts a dead generator (a fresh engine on the base weights, policy version 0); the driver refits it
     # and sends its work again, so Ray itself retries nothing.
     cls = ray.remote(num_cpus=res.generator_cpus, num_gpus=res.generator_gpus, max_restarts=res.max_actor_restarts,
                      max_task_retries=0)(GeneratorActor)
-    eager = gen.enforce_eager if gen.enforce_eager is not None else res.device == "cpu"
-    lora = recipe.training.lora
-    lora_rank = lora.r if lora.r and lora.sync == "adapter" else 0
-    return [_placed(cls, placement, "generator", i, log_dir).remote(
-        model_dir, gen.dtype, recipe.model.max_model_len, gen.kv_cache_gb, gen.gpu_memory_utilization,
-        gen.seed + i, res.tensor_parallel_size, eager, lora_rank, gen.distance, res.device, recipe.model.dtype)
-        for i in range(res.generators)]
+    return [_placed(cls, placement, "generator", i, log_dir).remote(GeneratorSpec.from_recipe(recipe, model_dir, i))
+            for i in range(res.generators)]
+
+
+def start_generator(spec: GeneratorSpec, gpus: float = 0.0):
+    """One generator outside a run (compare, promote, expand): one CPU, `gpus` GPUs, no restarts."""
+    return ray.remote(num_cpus=1, num_gpus=gpus)(GeneratorActor).remote(spec)
 
 
 def start_judges(recipe: Recipe, judge_model_dir: str, placement: Reservation | None = None,
@@ -127,9 +128,7 @@ def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None
 
     def make_ranks() -> list:
         return [_placed(cls, placement, "learner", rank, log_dir).remote(
-            model_dir, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
-            max(1, int(res.learner_cpus)), recipe.generation.temperature)
-            for rank in range(res.learners)]
+            LearnerSpec.from_recipe(recipe, model_dir, rank)) for rank in range(res.learners)]
 
     try:
         return join_ranks(make_ranks, timeout_s)[0]

@@ -3,9 +3,10 @@
 import pytest
 import ray
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
 from tao_ray.actors.learner import LearnerActor
 from tao_ray.data.demo_model import materialize
+from tao_ray.engine.learner import LearnerSpec
 from tao_ray.runtime.launch import join_ranks
 
 
@@ -39,7 +40,8 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def generator(ray_cluster, model_dir):
-    actor = ray.remote(num_cpus=1)(GeneratorActor).remote(model_dir, "float32", 512, 0.25, 0.5, 0, 1, True)
+    actor = ray.remote(num_cpus=1)(GeneratorActor).remote(
+        GeneratorSpec(model_dir, "float32", max_model_len=512, kv_cache_gb=0.25, gpu_memory_utilization=0.5))
     ray.get(actor.ready.remote())
     yield actor
     ray.get(actor.shutdown.remote(), timeout=120)  # the engine's processes and adapter files go with it
@@ -49,7 +51,7 @@ def generator(ray_cluster, model_dir):
 def start_learners(model_dir, world_size, training=TRAINING):
     cls = ray.remote(num_cpus=1)(LearnerActor)
     # A deadline: an actor that cannot be placed fails the test instead of hanging the suite.
-    return join_ranks(lambda: [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1)
+    return join_ranks(lambda: [cls.remote(LearnerSpec(model_dir, "float32", training, "cpu", rank, world_size))
                                for rank in range(world_size)], timeout_s=600)[0]
 
 

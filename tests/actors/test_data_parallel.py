@@ -17,6 +17,7 @@ from tao_ray.actors.learner import LearnerActor
 from tao_ray.core.batch import Generation, build_best_of_n_batch, build_preference_batch, build_rollout_batch
 from tao_ray.core.data_parallel import merge_metrics
 from tao_ray.core.learning import plan
+from tao_ray.engine.learner import LearnerSpec
 from tao_ray.runtime.launch import join_ranks
 
 from .conftest import training_section
@@ -69,7 +70,7 @@ def build(algorithm: str, generations, rewards):
 
 def start(model_dir: str, world_size: int, training) -> list:
     cls = ray.remote(num_cpus=0)(LearnerActor)
-    return join_ranks(lambda: [cls.remote(model_dir, "float32", training, "cpu", rank, world_size, 1)
+    return join_ranks(lambda: [cls.remote(LearnerSpec(model_dir, "float32", training, "cpu", rank, world_size))
                                for rank in range(world_size)])[0]
 
 

@@ -4,8 +4,9 @@ in place) and ZeRO-3 (each parameter gathered, broadcast, released). Skipped wit
 import pytest
 import ray
 
-from tao_ray.actors.generator import GeneratorActor
+from tao_ray.actors.generator import GeneratorActor, GeneratorSpec
 from tao_ray.actors.learner import LearnerActor
+from tao_ray.engine.learner import LearnerSpec
 from tao_ray.sync import driver as weight_sync
 
 from .conftest import training_section
@@ -15,9 +16,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.gpu(count=2)]
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_nccl_broadcast_puts_learner_weights_into_engine(ray_cluster, model_dir, zero_stage):
-    generator = ray.remote(num_cpus=1, num_gpus=1)(GeneratorActor).remote(model_dir, "bfloat16", 512, None, 0.3, 0)
+    generator = ray.remote(num_cpus=1, num_gpus=1)(GeneratorActor).remote(GeneratorSpec(
+        model_dir, "bfloat16", max_model_len=512, kv_cache_gb=None, gpu_memory_utilization=0.3, enforce_eager=False,
+        device="cuda"))
     learner = ray.remote(num_cpus=1, num_gpus=1)(LearnerActor).remote(
-        model_dir, "bfloat16", training_section(zero_stage=zero_stage), "cuda", 0, 1, 1)
+        LearnerSpec(model_dir, "bfloat16", training_section(zero_stage=zero_stage), "cuda"))
     try:
         address, port = ray.get(learner.rendezvous_address.remote())
         ray.get([learner.setup.remote(address, port), generator.ready.remote()])

@@ -6,6 +6,7 @@ import pytest
 import ray
 
 from tao_ray.actors.learner import LearnerActor
+from tao_ray.engine.learner import LearnerSpec
 from tao_ray.runtime.launch import join_ranks
 
 from .conftest import TRAINING
@@ -17,8 +18,8 @@ class TakenPortLearner(LearnerActor):
     """A real learner whose rendezvous names `port`, one that another process holds: what happens when the port is
     taken between rank 0 naming it and the process group listening on it."""
 
-    def __init__(self, *args, port: int | None = None):
-        super().__init__(*args)
+    def __init__(self, spec: LearnerSpec, port: int | None = None):
+        super().__init__(spec)
         self.port = port
 
     def rendezvous_address(self) -> tuple[str, int]:
@@ -31,7 +32,7 @@ def test_ranks_start_again_on_a_new_port_when_theirs_was_taken(ray_cluster, mode
     made = []
 
     def make_ranks() -> list:
-        made.append(cls.remote(model_dir, "float32", TRAINING, "cpu", 0, 1, 1, port=None if made else taken))
+        made.append(cls.remote(LearnerSpec(model_dir, "float32", TRAINING), port=None if made else taken))
         return made[-1:]
 
     with socket.socket() as holder:

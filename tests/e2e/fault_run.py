@@ -42,27 +42,32 @@ def main(argv: list[str]) -> int:
             return True
         return False
 
-    generate, score, learn = driver.generate, driver.score, driver.learn
+    def wrap_stages() -> None:
+        """After setup: the stages whose calls a kill is timed against."""
+        rollouts = driver.rollouts
+        generate, score, learn = rollouts.generate, rollouts.score, driver.learn
 
-    def generate_and_kill(prompts, greedy=False, answer=None):
-        # Sampling calls only (an iteration's batch may be drawn with the previous evaluation's answers).
-        if not greedy and due("generator"):
-            kill_soon(lambda: driver.generators[0], 0.3)
-        return generate(prompts, greedy, answer)
+        def generate_and_kill(prompts, sync, version, greedy=False, answer=None):
+            # Sampling calls only (an iteration's batch may be drawn with the previous evaluation's answers).
+            if not greedy and due("generator"):
+                kill_soon(lambda: driver.actors.generators.handle(0), 0.3)
+            return generate(prompts, sync, version, greedy, answer)
 
-    def score_and_kill(prompts, generations, scorers=None):
-        if scorers is None and due("scorer"):
-            kill_soon(lambda: driver.scorers[0], 0.3)
-        return score(prompts, generations, scorers)
+        def score_and_kill(prompts, generations, scorers=None):
+            if scorers is None and due("scorer"):
+                kill_soon(lambda: driver.actors.scorers.handle(0), 0.3)
+            return score(prompts, generations, scorers)
 
-    def learn_and_kill(batch):
-        if due("learner"):
-            kill_soon(lambda: driver.learners[0], 1.0)
-        return learn(batch)
+        def learn_and_kill(batch):
+            if due("learner"):
+                kill_soon(lambda: driver.actors.learners.handle(0), 1.0)
+            return learn(batch)
 
-    driver.generate, driver.score, driver.learn = generate_and_kill, score_and_kill, learn_and_kill
+        rollouts.generate, rollouts.score, driver.learn = generate_and_kill, score_and_kill, learn_and_kill
+
     try:
         driver.setup()
+        wrap_stages()
         driver.run()
     finally:
         driver.cleanup()
