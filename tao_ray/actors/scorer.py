@@ -61,6 +61,22 @@ class ScorerActor:
         self.reasons = self.reasons[-MAX_REASONS:]
         return scores
 
+    def by_type(self, records: list[dict], responses: list[str]) -> list[dict[str, float]]:
+        """Per (record, response): whether each constraint or instruction type the prompt asks for is met (1.0 or
+        0.0), by every component whose scorer has types (rewards/registry.ScorerSpec.by_type); a check that raises
+        leaves that sample's types out."""
+        found: list[dict[str, float]] = [{} for _ in records]
+        for name in self.components:
+            by_type = registry.SCORERS[name].by_type
+            if by_type is None:
+                continue
+            for k, (record, response) in enumerate(zip(records, responses, strict=True)):
+                try:
+                    found[k].update(by_type(record, response))
+                except Exception:  # noqa: BLE001 - a diagnostic must never stop the evaluation
+                    continue
+        return found
+
     def get_composition(self) -> Composition:
         """The weights and normalization, for a caller that composes component scores itself."""
         return self.composition

@@ -8,24 +8,26 @@ TaoError naming the flag, file or key.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tao_ray.commands.export import best_model_dir
+from tao_ray.config import Recipe
 from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.prompts import PromptRecord, load_prompts
 from tao_ray.errors import TaoError
 from tao_ray.rewards import registry
 
 
-def run_config(run_dir: str) -> dict[str, Any]:
-    """The recipe a run recorded in its summary.json."""
+def run_recipe(run_dir: str) -> Recipe:
+    """The recipe a run recorded in its summary.json, every key it lacks at its default."""
     summary_path = Path(run_dir) / "summary.json"
     if not summary_path.is_file():
         raise TaoError(f"{run_dir}: no summary.json; --run takes a tao-ray run directory (runs/<name>)")
-    return json.loads(summary_path.read_text())["config"]
+    return Recipe.from_summary(json.loads(summary_path.read_text())["config"])
 
 
 def resolve_model(raw: str, where: str) -> str:
@@ -69,16 +71,16 @@ class HeldOut:
     """The run's scoring section (its scorers' options), or None for the built-in defaults."""
 
 
-def heldout(args: argparse.Namespace, config: dict[str, Any] | None, command: str) -> HeldOut:
-    """--prompts, --reward and --max-tokens, each defaulting to the run's (`config`) when --run is given."""
+def heldout(args: argparse.Namespace, recipe: Recipe | None, command: str) -> HeldOut:
+    """--prompts, --reward and --max-tokens, each defaulting to the run's (`recipe`) when --run is given."""
     prompts_file, limit = args.prompts, None
     reward, max_tokens, scoring = args.reward, args.max_tokens, None
-    if config is not None:
-        reward = reward or config["eval"]["reward"] or config["scoring"]["reward"]
-        max_tokens = max_tokens or config["generation"]["max_tokens"]
+    if recipe is not None:
+        reward = reward or recipe.eval.reward or recipe.scoring.reward
+        max_tokens = max_tokens or recipe.generation.max_tokens
         if not prompts_file:
-            prompts_file, limit = config["data"]["heldout_prompts"], config["data"]["max_heldout_prompts"]
-        scoring = config["scoring"]
+            prompts_file, limit = recipe.data.heldout_prompts, recipe.data.max_heldout_prompts
+        scoring = dataclasses.asdict(recipe.scoring)
     if not prompts_file:
         raise TaoError(f"{command}: give --prompts FILE or --run RUN_DIR (which supplies its held-out prompts)")
     max_tokens = max_tokens or 128

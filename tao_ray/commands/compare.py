@@ -98,7 +98,7 @@ def compare(model_a: str, model_b: str, prompts: list[PromptRecord], reward: str
 
 
 def from_args(args: argparse.Namespace) -> int:
-    held_out = ab_inputs.heldout(args, ab_inputs.run_config(args.run) if args.run else None, "compare")
+    held_out = ab_inputs.heldout(args, ab_inputs.run_recipe(args.run) if args.run else None, "compare")
     model_a = ab_inputs.resolve_model(args.model_a, "compare: MODEL_A")
     model_b = ab_inputs.resolve_model(args.model_b, "compare: MODEL_B")
     result = compare(model_a, model_b, held_out.prompts, held_out.reward,

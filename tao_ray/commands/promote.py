@@ -18,6 +18,7 @@ from typing import Any
 from tao_ray.commands import ab_inputs
 from tao_ray.commands.ab_inputs import Engine
 from tao_ray.commands.compare import PromptSet, answer_and_score
+from tao_ray.config import DataSection, EvalSection
 from tao_ray.core.promotion import decide
 from tao_ray.data.prompts import load_prompts
 from tao_ray.errors import TaoError
@@ -26,9 +27,9 @@ from tao_ray.run.tracking import write_json_atomic
 
 @dataclass(frozen=True)
 class Gate:
-    max_length_ratio: float | None = 2.0
+    max_length_ratio: float | None = EvalSection.max_length_ratio
     """Veto when the candidate's mean response length exceeds this multiple of the current model's (None: off)."""
-    max_general_drop: float | None = 0.05
+    max_general_drop: float | None = EvalSection.max_general_drop
     """Veto when the candidate's mean score on the general set falls more than this below the current model's
     (None: report only)."""
 
@@ -52,25 +53,24 @@ def promote(candidate: str, current: str, heldout: PromptSet, general: PromptSet
 
 def from_args(args: argparse.Namespace) -> int:
     """Exit 0: promote the candidate; 1: keep the current model (a verdict, not a failure)."""
-    config = ab_inputs.run_config(args.run) if args.run else None
-    run_eval, run_data = (config or {}).get("eval", {}), (config or {}).get("data", {})
-    held_out = ab_inputs.heldout(args, config, "promote")
-    # Older summaries lack the gate's keys: .get() falls back to the built-in defaults.
+    recipe = ab_inputs.run_recipe(args.run) if args.run else None
+    # Without --run, the gate's defaults are a recipe's (EvalSection), as they are for an older run lacking them.
+    run_eval, run_data = (recipe.eval, recipe.data) if recipe is not None else (EvalSection(), DataSection())
+    held_out = ab_inputs.heldout(args, recipe, "promote")
     # A run's null max_length_ratio turns the length guard off.
-    max_ratio = args.max_length_ratio if args.max_length_ratio is not None else run_eval.get("max_length_ratio", 2.0)
+    max_ratio = args.max_length_ratio if args.max_length_ratio is not None else run_eval.max_length_ratio
     # A run's null max_general_drop turns the trade-off guard off (the set is still answered and reported).
-    max_drop = (args.max_general_drop if args.max_general_drop is not None
-                else run_eval.get("max_general_drop", 0.05))
+    max_drop = args.max_general_drop if args.max_general_drop is not None else run_eval.max_general_drop
     if max_ratio is not None and max_ratio <= 0:
         raise TaoError(f"promote: --max-length-ratio is {max_ratio}; it must be above 0")
     if max_drop is not None and max_drop < 0:
         raise TaoError(f"promote: --max-general-drop is {max_drop}; it must be at least 0")
-    general_file = args.general_prompts or run_data.get("general_prompts")
+    general_file = args.general_prompts or run_data.general_prompts
     if args.general_reward and not general_file:
         raise TaoError("promote: --general-reward scores the general set; give --general-prompts FILE too")
     general = None
     if general_file:
-        general_reward = ab_inputs.check_reward(args.general_reward or run_eval.get("general_reward")
+        general_reward = ab_inputs.check_reward(args.general_reward or run_eval.general_reward
                                                 or held_out.reward, "promote", "--general-reward")
         general = PromptSet(load_prompts(general_file, key="--general-prompts"), general_reward)
     out = Path(args.out) if args.out else None

@@ -7,9 +7,11 @@ sampling strategies, scorers) are checked against that registry instead. Nothing
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tao_ray.core.sampling import DEFAULT_TEMPLATE
 
@@ -205,6 +207,10 @@ class TrainingSection:
     lr: float = 1e-5
     kl_coef: float = 0.02
     clip_eps: float = 0.2
+    clip_eps_high: float | None = None
+    """The ratio's upper clip bound is 1 + clip_eps_high (DAPO's clip-higher; null: clip_eps): a token's
+    probability may rise further than it may fall. Active only where the ratio moves from 1: epochs > 1, or samples
+    drawn one version behind (run.max_staleness=1)."""
     epochs: int = 1
     """Passes over each rollout batch; with 1 the ratio is 1 and clipping is inert, as in on-policy GRPO."""
     micro_batch_size: int = 8
@@ -226,8 +232,13 @@ class TrainingSection:
     """rft: train on a group's best response only when its raw score is at least this."""
     normalize_std: bool = True
     """Divide advantages by the group std (GRPO) or only subtract the mean (Dr. GRPO)."""
-    loss_aggregation: Literal["token", "sequence"] = "token"
-    """token: mean over all response tokens; sequence: mean per sequence, then over sequences."""
+    loss_aggregation: Literal["token", "sequence", "constant"] = "token"
+    """token: mean over all response tokens; sequence: mean per sequence, then over sequences; constant: each
+    sequence's token sum over one fixed length (training.loss_norm_tokens), then the mean over sequences (Dr.
+    GRPO: a short answer's tokens weigh no more than a long one's, so the loss itself does not reward brevity)."""
+    loss_norm_tokens: int | None = None
+    """loss_aggregation=constant: the fixed length every sequence's token sum is divided by (null:
+    generation.max_tokens)."""
     skip_flat_groups: bool = True
     """Drop groups whose samples all scored the same: their advantages are zero, so they only cost learner time."""
     gradient_checkpointing: bool = False
@@ -299,6 +310,10 @@ class EvalSection:
     """Serving cost guard: an iteration whose held-out answers are on average more than this many times as long
     (in tokens) as the base model's cannot become the best checkpoint (null: off). `tao-ray promote --run` uses it
     too."""
+    min_length_ratio: float | None = 0.5
+    """Brevity guard: an iteration whose held-out answers are on average shorter than this fraction of the base
+    model's (in tokens) cannot become the best checkpoint (null: off). A reward that pays for meeting maximum-length
+    constraints is easiest to game by answering less."""
     general_reward: str | None = None
     """The reward for data.general_prompts (null: eval.reward, else scoring.reward)."""
     max_general_drop: float | None = 0.05
@@ -359,4 +374,26 @@ class Recipe:
     @property
     def run_dir(self) -> Path:
         return Path(self.run.output_dir) / self.run.name
+
+    @classmethod
+    def from_summary(cls, config: dict[str, Any]) -> Recipe:
+        """The recipe a run recorded (summary.json's "config", `dataclasses.asdict` of its Recipe): keys this
+        version no longer has are ignored and keys it added take their defaults, so a command reading an older run
+        sees every default exactly where a new run would."""
+        return _from_dict(cls, config)
+
+
+def _from_dict(cls: type, values: dict[str, Any] | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in (values or {}):
+            continue
+        value = values[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            value = _from_dict(hints[f.name], value)
+        elif isinstance(value, list):  # JSON has no tuples
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
 

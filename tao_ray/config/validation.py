@@ -84,6 +84,7 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
                     "resources.generator_gpus", "resources.scorer_cpus", "resources.learner_cpus",
                     "resources.learner_gpus", "resources.scorer_gpus", "scoring.judge.judge_cpus",
                     "scoring.judge.judge_gpus", "run.iterations", "training.max_importance_ratio"]
+    non_negative += [key for key in ("training.clip_eps_high",) if get(recipe, key) is not None]
     for key in non_negative:
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative")
@@ -109,6 +110,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
         fail("eval.max_general_drop", "must not be negative, or null to turn the guard off")
     if recipe.eval.max_length_ratio is not None and recipe.eval.max_length_ratio <= 0:
         fail("eval.max_length_ratio", "must be positive, or null to turn the guard off")
+    low, high = recipe.eval.min_length_ratio, recipe.eval.max_length_ratio
+    if low is not None and (low <= 0 or (high is not None and low >= high)):
+        fail("eval.min_length_ratio", f"is {low:g}; it must be positive and below eval.max_length_ratio, or null to "
+             "turn the guard off")
     if recipe.data.recent_versions < 1 or recipe.data.half_life_versions <= 0:
         fail("data.recent_versions" if recipe.data.recent_versions < 1 else "data.half_life_versions",
              "must be positive")
@@ -122,7 +127,8 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
             fail(key, f"is {get(recipe, key)}; it must be at least 1")
     if recipe.run.max_wall_minutes is not None and recipe.run.max_wall_minutes <= 0:
         fail("run.max_wall_minutes", "must be positive, or null for no limit")
-    for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience", "training.micro_batch_tokens"):
+    for key in ("data.max_train_prompts", "data.max_heldout_prompts", "eval.patience", "training.micro_batch_tokens",
+                "training.loss_norm_tokens"):
         if get(recipe, key) is not None and get(recipe, key) < 1:
             fail(key, "must be at least 1, or null for all prompts")
     if not 0.0 < recipe.generation.top_p <= 1.0:

@@ -67,7 +67,8 @@ def _policy_gradient_loss(inputs: LossInputs, training: TrainingSection):
     level = training.loss_aggregation
     loss, metrics = clipped_policy_gradient(
         inputs.logprobs_BR, old_BR, inputs.ref_BR, inputs.advantages_B, inputs.mask_BR, training.clip_eps,
-        training.kl_coef, level, inputs.denominators["tokens" if level == "token" else "rows"], weights_BR)
+        training.kl_coef, level, inputs.denominators["tokens" if level == "token" else "rows"], weights_BR,
+        training.clip_eps_high, training.loss_norm_tokens)
     return loss, {**metrics, **correction}
 
 

@@ -37,10 +37,13 @@ def masked_mean(values_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
     return (values_BT * mask_BT).sum() / mask_BT.sum().clamp(min=1.0)
 
 
-def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denominator: float | None = None
-              ) -> torch.Tensor:
+def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denominator: float | None = None,
+              constant_tokens: int | None = None) -> torch.Tensor:
     """'token': mean over all real tokens of the batch (long answers weigh more, as in DAPO).
     'sequence': mean over tokens within each sequence, then over sequences (as in the original GRPO).
+    'constant': each sequence's token sum divided by the same fixed length `constant_tokens`, then the mean over
+    sequences (Dr. GRPO; verl's seq-mean-token-sum-norm): no sequence's tokens weigh more for being in a short
+    answer, so the loss does not pay for brevity.
 
     `denominator` (tokens or sequences of the *whole* batch) lets micro-batches add up to the exact full-batch mean:
     sum the micro-batch results instead of averaging them. It is used as given: a data-parallel rank's share of
@@ -53,7 +56,12 @@ def aggregate(values_BT: torch.Tensor, mask_BT: torch.Tensor, level: str, denomi
         per_seq_B = (values_BT * mask_BT).sum(dim=1) / mask_BT.sum(dim=1).clamp(min=1.0)
         total = max(per_seq_B.shape[0], 1) if denominator is None else denominator
         return per_seq_B.sum() / total
-    raise ValueError(f"unknown aggregation level {level!r}; use 'token' or 'sequence'")
+    if level == "constant":
+        if not constant_tokens:
+            raise ValueError("the constant aggregation needs its fixed length (training.loss_norm_tokens)")
+        total = max(values_BT.shape[0], 1) if denominator is None else denominator
+        return (values_BT * mask_BT).sum() / (constant_tokens * total)
+    raise ValueError(f"unknown aggregation level {level!r}; use 'token', 'sequence' or 'constant'")
 
 
 def clipped_policy_gradient(
@@ -67,10 +75,14 @@ def clipped_policy_gradient(
     aggregation: str = "token",
     denominator: float | None = None,
     weights_BT: torch.Tensor | None = None,
+    clip_eps_high: float | None = None,
+    constant_tokens: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-style clipped surrogate plus a k3 KL penalty to the reference: the GRPO objective, negated for descent.
 
-    per token: -w * min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + kl_coef * k3(policy, ref)
+    per token: -w * min(ratio * A, clip(ratio, 1-eps, 1+eps_high) * A) + kl_coef * k3(policy, ref)
+    `clip_eps_high` (DAPO's clip-higher; None: eps) lets a token's probability rise further than it may fall, which
+    keeps rare good tokens explorable.
     `weights_BT` (w, no gradient; default 1) corrects tokens sampled by another policy than `old_logprobs_BT`'s
     (truncated_importance_weights). Without a reference (`ref_logprobs_BT` None, which needs kl_coef 0) there is no
     KL term, and nothing was computed for it.
@@ -80,18 +92,20 @@ def clipped_policy_gradient(
     advantages_BT = advantages_B.unsqueeze(1).expand_as(logprobs_BT)
     ratio_BT = torch.exp(logprobs_BT - old_logprobs_BT)
     unclipped_BT = ratio_BT * advantages_BT
-    clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + clip_eps) * advantages_BT
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + high) * advantages_BT
     pg_loss_BT = -torch.minimum(unclipped_BT, clipped_BT)
     if weights_BT is not None:
         pg_loss_BT = weights_BT * pg_loss_BT
     kl_BT = kl_k3(logprobs_BT, ref_logprobs_BT) if ref_logprobs_BT is not None else torch.zeros_like(logprobs_BT)
-    loss = aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation, denominator)
+    loss = aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation, denominator, constant_tokens)
     with torch.no_grad():
         # Fraction of tokens where the clipped term is the one the min selects (its gradient is cut off).
         clipped_fraction = masked_mean((clipped_BT < unclipped_BT).float(), mask_BT)
         metrics = {
-            "loss": float(aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation)),
-            "pg_loss": float(aggregate(pg_loss_BT, mask_BT, aggregation)),
+            "loss": float(aggregate(pg_loss_BT + kl_coef * kl_BT, mask_BT, aggregation,
+                                    constant_tokens=constant_tokens)),
+            "pg_loss": float(aggregate(pg_loss_BT, mask_BT, aggregation, constant_tokens=constant_tokens)),
             "kl": float(masked_mean(kl_BT, mask_BT)),
             "clip_fraction": float(clipped_fraction),
         }
@@ -159,11 +173,12 @@ def bradley_terry_loss(chosen_B: torch.Tensor, rejected_B: torch.Tensor) -> tupl
 
 
 def reinforce_surrogate(logprobs_BT: torch.Tensor, advantages_B: torch.Tensor, mask_BT: torch.Tensor, level: str,
-                        kl_coef: float = 0.0, ref_logprobs_BT: torch.Tensor | None = None) -> torch.Tensor:
+                        kl_coef: float = 0.0, ref_logprobs_BT: torch.Tensor | None = None,
+                        constant_tokens: int | None = None) -> torch.Tensor:
     """-aggregate(A * logprob) + kl_coef * aggregate(KL): the REINFORCE form of the clipped loss, whose gradient equals
     the clipped loss's at ratio 1 (where the clipped loss's value is constant). A step on a batch must lower it, so
     it measures whether an update helped; no reference (None) means no KL term."""
     per_token_BT = -advantages_B.unsqueeze(1) * logprobs_BT
     if ref_logprobs_BT is not None:
         per_token_BT = per_token_BT + kl_coef * kl_k3(logprobs_BT, ref_logprobs_BT)
-    return aggregate(per_token_BT, mask_BT, level)
+    return aggregate(per_token_BT, mask_BT, level, constant_tokens=constant_tokens)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 def mean(values: list[float | None]) -> float | None:
@@ -87,7 +88,8 @@ def length_ratio(lengths: list[int], base_lengths: list[int]) -> float | None:
 
 
 def guard_vetoes(ratio: float | None, max_length_ratio: float | None, general_delta: float | None,
-                 max_general_drop: float | None, general_ci_high: float | None = None) -> list[str]:
+                 max_general_drop: float | None, general_ci_high: float | None = None,
+                 min_length_ratio: float | None = None) -> list[str]:
     """Why a model may not replace the base, one line per failed guard; [] when none failed. Unmeasured numbers
     (None) and guards turned off (None) veto nothing. A general-set drop vetoes only when it is also more than
     noise: the upper end of the 95% CI of the model's win rate over the base on that set is below 0.5 (a small set
@@ -96,6 +98,9 @@ def guard_vetoes(ratio: float | None, max_length_ratio: float | None, general_de
     if ratio is not None and max_length_ratio is not None and ratio > max_length_ratio:
         reasons.append(f"answers are {ratio:.2f}x as long as the base model's (limit {max_length_ratio:g}x): "
                        "it would cost more to serve")
+    if ratio is not None and min_length_ratio is not None and ratio < min_length_ratio:
+        reasons.append(f"answers are {ratio:.2f}x as long as the base model's (at least {min_length_ratio:g}x): "
+                       "a gain bought by brevity")
     significant = general_ci_high is None or general_ci_high < 0.5
     if general_delta is not None and max_general_drop is not None and general_delta < -max_general_drop \
             and significant:
@@ -132,3 +137,27 @@ def paired_scores(scores_a: list[float | None], scores_b: list[float | None], se
     mean_b = sum(b for _, b in pairs) / len(pairs)
     return PairedScores(len(scores_a), len(pairs), result.win_rate, (result.ci_low, result.ci_high), mean_a, mean_b,
                         result.mean_diff)
+
+
+def matched_length_versus(scores: list[float | None], base: list[float | None], lengths: list[int],
+                          base_lengths: list[int], tolerance: float = 0.25) -> dict[str, Any] | None:
+    """The win rate over the base among the prompts whose answer is about as long as the base model's (within
+    `tolerance` of its length): a reward gained by answering shorter or longer does not count here. None when no
+    prompt's answers are comparable."""
+    keep = [i for i, (n, m) in enumerate(zip(lengths, base_lengths, strict=True))
+            if m and abs(n - m) <= tolerance * m]
+    result = paired_scores([scores[i] for i in keep], [base[i] for i in keep])
+    if not result.scored_pairs:
+        return None
+    return {"pairs": result.scored_pairs, "win_rate": result.win_rate, "ci95_low": result.ci95[0],
+            "ci95_high": result.ci95[1]}
+
+
+def behaviour_rates(per_sample: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per behaviour (constraint or instruction type), its pass rate over the samples that asked for it and how
+    many did: {type: {"rate": r, "n": n}}, types sorted."""
+    totals: dict[str, list[float]] = {}
+    for sample in per_sample:
+        for kind, passed in sample.items():
+            totals.setdefault(kind, []).append(passed)
+    return {kind: {"rate": sum(values) / len(values), "n": len(values)} for kind, values in sorted(totals.items())}

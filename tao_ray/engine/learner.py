@@ -46,7 +46,10 @@ class LearnerSpec:
     @classmethod
     def from_recipe(cls, recipe: Recipe, model_path: str, rank: int) -> LearnerSpec:
         res = recipe.resources
-        return cls(model_path, recipe.model.dtype, recipe.training, res.device, rank, res.learners,
+        # Dr. GRPO's fixed length defaults to the longest answer the engines may give.
+        training = dataclasses.replace(recipe.training, loss_norm_tokens=recipe.training.loss_norm_tokens
+                                       or recipe.generation.max_tokens)
+        return cls(model_path, recipe.model.dtype, training, res.device, rank, res.learners,
                    max(1, int(res.learner_cpus)), recipe.generation.temperature)
 
 
@@ -255,7 +258,7 @@ class PolicyLearner:
                                                denominators)
                 return float(self.algorithm.loss(inputs, self.training)[0])
             return float(reinforce_surrogate(logprobs_BR, advantages_B, mask_BR, self.training.loss_aggregation,
-                                             self.training.kl_coef, ref_BR))
+                                             self.training.kl_coef, ref_BR, self.training.loss_norm_tokens))
 
     @property
     def zero3(self) -> bool:

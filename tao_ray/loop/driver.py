@@ -218,18 +218,21 @@ class TaoDriver:
         else:
             generations = self.rollouts.generate(answer, self.sync, self.policy_version, greedy=True)
         answers = evaluation.split_by_set(self.eval_sets, generations)
-        scores, lengths = {}, {}
+        scores, lengths, behaviours, components = {}, {}, {}, {}
         for eval_set in self.eval_sets:
             # Generations index the concatenated list; each set's scorer call indexes its own prompts.
             own = [dataclasses.replace(g, prompt_index=i) for i, g in enumerate(answers[eval_set.name])]
-            raw = self.rollouts.score(eval_set.prompts, own, eval_set.scorers).raw
-            scores[eval_set.name] = [group[0] for group in raw]
+            scored = self.rollouts.score(eval_set.prompts, own, eval_set.scorers)
+            scores[eval_set.name] = [group[0] for group in scored.raw]
+            components[eval_set.name] = {name: [group[0] for group in groups]
+                                         for name, groups in scored.components.items()}
+            behaviours[eval_set.name] = self.rollouts.by_type(eval_set.prompts, own, eval_set.scorers)
             lengths[eval_set.name] = [len(g.response_token_ids[0]) for g in own]
         heldout = answers["heldout"]
         report.save_samples(self.run_dir, len(self.tracker.summary["iterations"]), self.inputs.heldout,
                             [g.response_texts[0] for g in heldout], scores["heldout"])
         return evaluation.Evaluation(scores, lengths, sorted({g.policy_version for g in generations}),
-                                     self.actors.eval_scorers.stats())
+                                     self.actors.eval_scorers.stats(), behaviours, components)
 
     def eval_row(self, evaluated: evaluation.Evaluation | None) -> dict[str, Any]:
         """The summary row's evaluation fields (none for an iteration without an evaluation)."""

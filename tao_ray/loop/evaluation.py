@@ -5,7 +5,10 @@ checkpoint), the transfer prompts (the same skill asked in other words and forma
 file's phrasing?) and the general prompts (outside the task: what did tuning trade away?). Each set is scored by its
 own scorers and compared prompt by prompt with the base model's answers (iteration 0). An iteration whose answers
 are much longer than the base model's, or whose general reward fell too far, is vetoed: it cannot become the best
-checkpoint (core/selection.py guard_vetoes, the same rule `tao-ray promote` applies).
+checkpoint (core/selection.py guard_vetoes, the same rule `tao-ray promote` applies); so is one whose answers are
+much shorter (eval.min_length_ratio): a reward bought by brevity. Every set is also broken down by behaviour
+(constraint or instruction type, and a composite reward's components), and the held-out win rate is measured again
+among the prompts whose answers are about as long as the base model's.
 
 In: the sets, the engine's greedy Generations (in set order), their scores.
 Out: Evaluation, and the fields it adds to the iteration's summary row.
@@ -13,7 +16,7 @@ Out: Evaluation, and the fields it adds to the iteration's summary row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tao_ray.core import selection
@@ -44,6 +47,10 @@ class Evaluation:
     """The policy versions the engines served while answering."""
     scoring: dict[str, Any]
     """The held-out scorers' statistics (failures, timeouts)."""
+    behaviours: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    """Per set, per prompt: whether each constraint or instruction type it asks for was met (1.0 or 0.0)."""
+    components: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
+    """Per set, each reward component's raw score per prompt (a composite reward's parts)."""
 
     def __len__(self) -> int:
         return len(self.scores["heldout"])
@@ -86,8 +93,31 @@ def row_fields(evaluation: Evaluation, base_row: dict[str, Any] | None, limits: 
     row["general_delta"] = None if general is None or base_general is None else general - base_general
     versus_general = row.get("general_vs_base") or {}
     row["vetoed"] = selection.guard_vetoes(row["length_ratio"], limits.max_length_ratio, row["general_delta"],
-                                           limits.max_general_drop, versus_general.get("ci95_high"))
+                                           limits.max_general_drop, versus_general.get("ci95_high"),
+                                           limits.min_length_ratio)
+    if base_row is not None and base_row.get("heldout_scores") is not None:
+        # A gain bought by answering shorter (or longer) shows here as a win rate near 0.5.
+        row["heldout_matched_length"] = selection.matched_length_versus(
+            evaluation.scores["heldout"], base_row["heldout_scores"], lengths, base_row["heldout_response_tokens"])
+    row["by_type"] = by_type(evaluation)
     return row
+
+
+def by_type(evaluation: Evaluation) -> dict[str, dict[str, dict[str, float]]]:
+    """Per evaluated set, each behaviour's pass rate ({type: {"rate", "n"}}), and for a composite reward each
+    component's mean raw score (as "reward/<name>"): which behaviours improved and which were traded away."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for name in evaluation.scores:
+        rates = selection.behaviour_rates(evaluation.behaviours.get(name, []))
+        components = evaluation.components.get(name, {})
+        if len(components) > 1:
+            for component, scores in components.items():
+                measured = [s for s in scores if s is not None]
+                if measured:
+                    rates[f"reward/{component}"] = {"rate": sum(measured) / len(measured), "n": len(measured)}
+        if rates:
+            found[name] = rates
+    return found
 
 
 def eligible_reward(row: dict[str, Any]) -> float | None:

@@ -72,4 +72,15 @@ class Rollouts:
         results = [parts[k] for k in sorted(parts)]
         fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
         both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
-        return Scores([raw for raw, _ in both], [learning for _, learning in both])
+        # Each component's scores, when every group was scored here (none during sampling): in generation order.
+        components = {name: [group for part in results for group in part.components[name]]
+                      for name in (results[0].components if results and len(todo) == len(generations) else {})}
+        return Scores([raw for raw, _ in both], [learning for _, learning in both], components)
+
+    def by_type(self, prompts: list[PromptRecord], generations: list[Generation], scorers) -> list[dict[str, float]]:
+        """Per generation (one answer each, as evaluated): whether each behaviour its prompt asks for was met."""
+        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts[0]) for g in generations]
+        shards = split_evenly(pairs, len(scorers))
+        parts = scorers.each_shard("by_type", [([r for r, _ in shard], [t for _, t in shard]) if shard else None
+                                               for shard in shards])
+        return [found for k in sorted(parts) for found in parts[k]]

@@ -100,3 +100,12 @@ def constraint_reward(record: dict[str, Any], response: str) -> float:
     if not constraints:
         return 0.0
     return sum(check(response, c) for c in constraints) / len(constraints)
+
+
+def constraint_results(record: dict[str, Any], response: str) -> dict[str, float]:
+    """Per constraint type of the prompt, whether the response meets it (1.0 or 0.0; a type asked twice, the mean):
+    what the per-behaviour diagnostics count."""
+    met: dict[str, list[bool]] = {}
+    for constraint in record.get("constraints") or []:
+        met.setdefault(constraint["type"], []).append(check(response, constraint))
+    return {kind: sum(values) / len(values) for kind, values in met.items()}

@@ -114,6 +114,23 @@ def follow_fractions(record: dict[str, Any], response: str) -> tuple[float, floa
     return scores.partial_strict, scores.partial_loose
 
 
+def instruction_results(record: dict[str, Any], response: str) -> dict[str, float]:
+    """Per instruction id of the prompt, whether the response follows it (strict; 1.0 or 0.0, the mean for an id
+    asked twice): what the per-behaviour diagnostics count."""
+    from if_verifiable.common import evaluate_instructions
+
+    instruction_ids = list(record.get("instruction_id_list") or [])
+    results, _ = evaluate_instructions(response=response, instruction_id_list=instruction_ids,
+                                       kwargs_list=[_given(k) for k in record.get("kwargs") or []],
+                                       prompt=_prompt_text(record), instruction_registry=_checkers())
+    passed = {result.instruction_id: [] for result in results}
+    for result in results:
+        passed[result.instruction_id].append(bool(result.strict_pass))
+    # An empty response is checked against nothing: every instruction counts as not followed.
+    return {instruction_id: (sum(passed[instruction_id]) / len(passed[instruction_id])
+                             if passed.get(instruction_id) else 0.0) for instruction_id in instruction_ids}
+
+
 def instructions_reward(record: dict[str, Any], response: str) -> float:
     return follow_fractions(record, response)[0]
 

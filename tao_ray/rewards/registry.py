@@ -19,7 +19,7 @@ from typing import Any
 
 from tao_ray.core.composition import parse_expression
 from tao_ray.rewards import prechecks
-from tao_ray.rewards.constraints import constraint_reward
+from tao_ray.rewards.constraints import constraint_results, constraint_reward
 from tao_ray.rewards.isolation import InlineSampler, IsolatedSampler
 
 Fail = Callable[[str, str], Exception]
@@ -113,6 +113,12 @@ def _judge(scoring: dict[str, Any], device: str, judges: list | None):
     return ServiceComponent(JudgeComponent(judges))
 
 
+def _instruction_results(record: dict[str, Any], response: str) -> dict[str, float]:
+    from tao_ray.rewards.instructions import instruction_results
+
+    return instruction_results(record, response)
+
+
 @dataclass(frozen=True)
 class ScorerSpec:
     name: str
@@ -128,12 +134,15 @@ class ScorerSpec:
     """(recipe, fail) -> raises: what it needs on cuda (a GPU for its model)."""
     needs_judge: bool = False
     """It scores through the judge engines (JudgeActor), which the run then starts."""
+    by_type: Callable[[dict[str, Any], str], dict[str, float]] | None = None
+    """(record, response) -> {behaviour: 1.0 met / 0.0 not}: one entry per constraint or instruction type the
+    prompt asks for, for the per-behaviour diagnostics of every evaluated set (None: the scorer has no types)."""
 
 
 SCORERS: dict[str, ScorerSpec] = {spec.name: spec for spec in (
-    ScorerSpec("constraints", _constraints),
+    ScorerSpec("constraints", _constraints, by_type=constraint_results),
     ScorerSpec("instructions", _instructions, record_field="instruction_id_list",
-               record_field_label='"instruction_id_list" (with "kwargs")'),
+               record_field_label='"instruction_id_list" (with "kwargs")', by_type=_instruction_results),
     ScorerSpec("sql", _sql, precheck=prechecks.sql_database),
     ScorerSpec("math", _math, record_field="answer", record_field_label='"answer"'),
     ScorerSpec("reward_model", _reward_model, precheck=prechecks.reward_model, cuda_check=prechecks.reward_model_gpu),

@@ -79,7 +79,8 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     rows = summary["iterations"]
-    plots = report_plots.draw_all(run_dir / PLOT_DIR, rows, summary.get("best_iteration"))
+    plots = report_plots.draw_all(run_dir / PLOT_DIR, rows, summary.get("best_iteration"),
+                                  (summary.get("config") or {}).get("eval"))
     page = render(summary, [(f"{PLOT_DIR}/{name}", caption) for name, caption in plots], run_dir)
     path = run_dir / "report.html"
     tmp = path.with_suffix(".tmp")

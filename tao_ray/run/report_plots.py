@@ -164,9 +164,66 @@ def time_breakdown(path: Path, rows: list[dict]) -> None:
     _save(fig, path)
 
 
-def draw_all(plot_dir: Path, rows: list[dict], best: int | None) -> list[tuple[str, str]]:
-    """Writes every plot into plot_dir; returns (file name, caption) in display order."""
+def length_ratio(path: Path, rows: list[dict], low: float | None = None, high: float | None = None) -> None:
+    """The held-out answers' mean length over the base model's, with the guards' bounds: an iteration outside them
+    cannot become the best checkpoint."""
+    fig, ax = _figure("Held-out answer length over the base model's", "length ratio", rows)
+    xs, ys = series(rows, "length_ratio")
+    if xs:
+        ax.plot(xs, ys, marker="o", color="tab:purple", label="length ratio")
+    else:
+        _not_measured(ax)
+    ax.axhline(1.0, color="grey", linewidth=1)
+    for bound, name in ((low, "eval.min_length_ratio"), (high, "eval.max_length_ratio")):
+        if bound is not None:
+            ax.axhline(bound, color="tab:red", linestyle="--", linewidth=1, label=f"{name} {bound:g}")
+    top = max([*ys, *(b for b in (low, high) if b is not None), 1.0])
+    ax.set_ylim(0, top * 1.1)
+    ax.legend(fontsize=8, loc="best")
+    _save(fig, path)
+
+
+def behaviour_changes(rows: list[dict]) -> tuple[list[str], list[int], list[list[float | None]]]:
+    """(behaviour labels "set: type", iterations, change of each pass rate against the base model's per iteration):
+    the rows' by_type entries. None where an iteration did not measure that behaviour."""
+    base = (rows[0].get("by_type") or {}) if rows else {}
+    labels = [(eval_set, kind) for eval_set, rates in base.items() for kind in rates]
+    measured = [row for row in rows if row.get("by_type")]
+    changes = [[None if (rate := value(row, "by_type").get(eval_set, {}).get(kind)) is None
+                else rate["rate"] - base[eval_set][kind]["rate"] for row in measured] for eval_set, kind in labels]
+    return [f"{eval_set}: {kind}" for eval_set, kind in labels], [row["iteration"] for row in measured], changes
+
+
+def behaviours(path: Path, rows: list[dict]) -> None:
+    """A heat map, behaviours x iterations, coloured by the change of each pass rate against the base model: what
+    improved (blue) and what was traded away (red)."""
+    labels, iterations, changes = behaviour_changes(rows)
+    fig = Figure(figsize=(SIZE[0] * 1.25, max(SIZE[1], 0.6 + 0.24 * len(labels))), dpi=DPI)
+    ax = fig.subplots()
+    ax.set_title("Pass rate by behaviour, change against the base model", fontsize=11, loc="left")
+    if not labels or not iterations:
+        _not_measured(ax)
+        ax.set_axis_off()
+        _save(fig, path)
+        return
+    grid = [[float("nan") if c is None else c for c in line] for line in changes]
+    image = ax.imshow(grid, cmap="RdBu", vmin=-0.5, vmax=0.5, aspect="auto")
+    ax.set_xticks(range(len(iterations)), [str(i) for i in iterations])
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("iteration")
+    fig.colorbar(image, ax=ax, label="pass rate - base")
+    _save(fig, path)
+
+
+def draw_all(plot_dir: Path, rows: list[dict], best: int | None, eval_limits: dict[str, Any] | None = None
+             ) -> list[tuple[str, str]]:
+    """Writes every plot into plot_dir; returns (file name, caption) in display order. `eval_limits`: the run's eval
+    section (the length guards' bounds)."""
+    limits = eval_limits or {}
     plots = [("heldout.png", "Held-out reward and win rate over the base model", partial(heldout, best=best)),
+             ("behaviours.png", "Pass rate by behaviour against the base model", behaviours),
+             ("length_ratio.png", "Answer length against the base model, with both guards",
+              partial(length_ratio, low=limits.get("min_length_ratio"), high=limits.get("max_length_ratio"))),
              ("train_reward.png", "Train reward", train_reward),
              ("diversity.png", "Signal fraction and diversity", diversity),
              ("response_length.png", "Response length", response_length),

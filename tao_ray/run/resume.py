@@ -74,7 +74,8 @@ APPLIED = (
     "training.max_importance_ratio",
     "run.max_staleness", "run.checkpoint_every",
     "scoring.*",
-    "training.kl_coef", "training.clip_eps", "training.epochs", "training.dpo_beta", "training.min_margin",
+    "training.kl_coef", "training.clip_eps", "training.clip_eps_high", "training.loss_norm_tokens",
+    "training.epochs", "training.dpo_beta", "training.min_margin",
     "training.min_score", "training.normalize_std", "training.loss_aggregation", "training.skip_flat_groups",
     # Memory knobs: gradients accumulate over a rank's whole share, so the step is the same however it is split.
     # Lowering them is the usual fix after a run died of out-of-memory.

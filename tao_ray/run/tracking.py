@@ -162,8 +162,12 @@ def wandb_metrics(row: dict[str, Any]) -> dict[str, float]:
     put("eval/general_delta_vs_base", row.get("general_delta"))
     put("eval/response_tokens", row.get("response_tokens_mean"))
     put("eval/length_ratio_vs_base", row.get("length_ratio"))
+    put("eval/matched_length_win_rate_vs_base", (row.get("heldout_matched_length") or {}).get("win_rate"))
     if "vetoed" in row:
         put("eval/vetoed", len(row["vetoed"]))
+    for eval_set, rates in (row.get("by_type") or {}).items():  # eval/by_type/heldout/max_words
+        for kind, rate in rates.items():
+            put(f"eval/by_type/{eval_set}/{kind}", rate.get("rate"))
     put("reward/mean", row.get("train_reward_mean"))
     for key, value in (row.get("scoring") or {}).items():
         put(key.replace("scoring/", "reward/"), value)  # reward/<scorer>, reward/failed

@@ -1,6 +1,9 @@
+import dataclasses
+import json
+
 import pytest
 
-from tao_ray.config import load_recipe
+from tao_ray.config import EvalSection, Recipe, load_recipe
 from tao_ray.errors import TaoError
 
 BASE = """\
@@ -102,3 +105,16 @@ def test_gpus_on_cpu_and_bad_placement_are_refused(tmp_path):
     assert "'scoring.judge.tensor_parallel_size'" in error(path, ["scoring.judge.tensor_parallel_size=2"])
     assert "pack, spread" in error(path, ["resources.placement=strict"])
     assert "'resources.startup_timeout_s'" in error(path, ["resources.startup_timeout_s=0"])
+
+
+def test_a_saved_recipe_comes_back_typed_with_defaults_for_what_it_lacks():
+    """Commands that read a run (compare, promote --run) rebuild its Recipe from summary.json: keys an older run
+    lacks take today's defaults, keys this version dropped are ignored, lists become tuples again."""
+    recipe = load_recipe("recipes/demo-cpu.yaml", ["training.lr=5e-6"])
+    saved = json.loads(json.dumps(dataclasses.asdict(recipe)))  # as summary.json holds it
+    del saved["eval"]["max_general_drop"]
+    saved["training"]["a_key_from_another_version"] = 1
+    restored = Recipe.from_summary(saved)
+    assert restored.eval.max_general_drop == EvalSection().max_general_drop
+    assert restored.training.lr == 5e-6 and restored.overrides == ("training.lr=5e-6",)
+    assert restored == dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, max_general_drop=0.05))

@@ -55,15 +55,40 @@ def test_padding_is_ignored_and_aggregation_levels_differ():
     # token level: (1 + 1 + 1 + 4) / 4 tokens = 1.75; sequence level: (1 + 4) / 2 = 2.5
     assert float(aggregate(values, mask, "token")) == 1.75
     assert float(aggregate(values, mask, "sequence")) == 2.5
+    # constant (Dr. GRPO), fixed length 8: (3 / 8 + 4 / 8) / 2 sequences = 0.4375. Each token weighs 1/8 whatever
+    # its answer's length; the sequence level gives the short answer's one token 4x the weight of each of the
+    # long answer's three.
+    assert float(aggregate(values, mask, "constant", constant_tokens=8)) == 0.4375
+
+
+def test_the_constant_level_needs_its_length():
+    with pytest.raises(ValueError, match="fixed length"):
+        aggregate(torch.ones(1, 2), torch.ones(1, 2), "constant")
+
+
+def test_clip_higher_lets_the_ratio_rise_further_than_it_may_fall():
+    # Advantage +1, ratios e^0.5 = 1.6487 and e^-0.5 = 0.6065, eps 0.2, eps_high 0.28:
+    # token 1: min(1.6487, clip to 1.28) = 1.28; token 2: min(0.6065, clip to 0.8) = 0.6065.
+    # loss = -(1.28 + 0.6065) / 2 = -0.94327 (symmetric clipping gave -0.90327).
+    logprobs, old, mask = torch.tensor([[0.0, 0.0]]), torch.tensor([[-0.5, 0.5]]), torch.ones(1, 2)
+    loss, metrics = clipped_policy_gradient(logprobs, old, None, torch.tensor([1.0]), mask, 0.2, 0.0,
+                                            clip_eps_high=0.28)
+    assert abs(float(loss) - (-(1.28 + math.exp(-0.5)) / 2)) < 1e-5
+    assert metrics["clip_fraction"] == 0.5
+    # Negative advantage: the lower bound (1 - eps) still applies, as without clip-higher.
+    loss, _ = clipped_policy_gradient(torch.tensor([[0.0]]), torch.tensor([[0.5]]), None, torch.tensor([-1.0]),
+                                      torch.ones(1, 1), 0.2, 0.0, clip_eps_high=0.28)
+    assert abs(float(loss) - 0.8) < 1e-5
 
 
 def test_micro_batches_sum_to_full_batch_mean():
     generator = torch.Generator().manual_seed(3)
     values = torch.randn(6, 5, generator=generator)
     mask = (torch.rand(6, 5, generator=generator) > 0.3).float()
-    for level, denominator in (("token", float(mask.sum())), ("sequence", 6.0)):
-        full = aggregate(values, mask, level)
-        parts = sum(aggregate(values[i:i + 2], mask[i:i + 2], level, denominator) for i in range(0, 6, 2))
+    for level, denominator in (("token", float(mask.sum())), ("sequence", 6.0), ("constant", 6.0)):
+        full = aggregate(values, mask, level, constant_tokens=5)
+        parts = sum(aggregate(values[i:i + 2], mask[i:i + 2], level, denominator, constant_tokens=5)
+                    for i in range(0, 6, 2))
         assert torch.allclose(full, parts, atol=1e-6)
 
 

@@ -82,3 +82,36 @@ def test_each_evaluated_file_is_checked_against_its_own_reward():
     with pytest.raises(TaoError, match=r"train.jsonl: prompt id .* has no \"answer\", which the math scorer "
                                        r"\(recipes/demo-cpu.yaml: line \d+\) needs"):
         check_scoring(recipe, [], [("prompts/demo/train.jsonl", train)])
+
+
+def test_answers_much_shorter_than_the_base_models_are_vetoed_too():
+    short, = guard_vetoes(0.4, 2.0, 0.0, 0.05, min_length_ratio=0.5)
+    assert "0.40x as long" in short and "brevity" in short
+    assert guard_vetoes(0.6, 2.0, 0.0, 0.05, min_length_ratio=0.5) == []
+    assert guard_vetoes(0.1, 2.0, 0.0, 0.05, min_length_ratio=None) == []  # turned off
+
+
+def test_the_row_vetoes_brevity_with_the_recipes_lower_bound():
+    base = row_fields(evaluation([0.2, 0.2], [100, 100]), None, EvalSection())
+    halved = row_fields(evaluation([0.9, 0.9], [40, 40]), base, EvalSection())
+    assert halved["length_ratio"] == 0.4 and len(halved["vetoed"]) == 1 and eligible_reward(halved) is None
+    assert row_fields(evaluation([0.9, 0.9], [40, 40]), base, EvalSection(min_length_ratio=None))["vetoed"] == []
+
+
+def test_matched_length_win_rate_counts_only_answers_about_as_long_as_the_base_models():
+    base = row_fields(evaluation([0.5, 0.5, 0.5, 0.5], [100, 100, 100, 100]), None, EvalSection())
+    # Prompts 0 and 1 won by answering in a fifth of the length; 2 and 3 are as long as the base's, one won, one lost.
+    row = row_fields(evaluation([1.0, 1.0, 0.7, 0.3], [20, 20, 110, 95]), base, EvalSection(min_length_ratio=None))
+    assert row["heldout_vs_base"]["win_rate"] == 0.75
+    assert row["heldout_matched_length"]["pairs"] == 2 and row["heldout_matched_length"]["win_rate"] == 0.5
+
+
+def test_by_type_gives_each_behaviours_pass_rate_and_a_composite_rewards_components():
+    evaluated = Evaluation({"heldout": [0.5, 1.0, 0.0]}, {"heldout": [10, 10, 10]}, [0], {},
+                           behaviours={"heldout": [{"max_words": 1.0, "no_commas": 0.0}, {"max_words": 1.0},
+                                                   {"max_words": 0.0, "no_commas": 1.0}]},
+                           components={"heldout": {"constraints": [0.5, 1.0, 0.0], "math": [1.0, None, 0.0]}})
+    rates = row_fields(evaluated, None, EvalSection())["by_type"]["heldout"]
+    assert rates["max_words"] == {"rate": 2 / 3, "n": 3}
+    assert rates["no_commas"] == {"rate": 0.5, "n": 2}
+    assert rates["reward/constraints"] == {"rate": 0.5, "n": 3} and rates["reward/math"] == {"rate": 0.5, "n": 2}

@@ -212,3 +212,19 @@ def test_a_run_refuses_prompts_without_instructions():
     plain = load_prompts("prompts/demo/train.jsonl", limit=2)
     with pytest.raises(TaoError, match=r"prompts/demo/train.jsonl: prompt id '.*' has no \"instruction_id_list\""):
         check_scoring(recipe, [("prompts/demo/train.jsonl", plain)])
+
+
+def test_instruction_results_name_each_instruction_followed_or_not():
+    from tao_ray.rewards.instructions import instruction_results
+
+    asked = record(["change_case:english_lowercase", "punctuation:no_comma"], [{}, {}])
+    assert instruction_results(asked, "all lowercase, with a comma") == {"change_case:english_lowercase": 1.0,
+                                                                         "punctuation:no_comma": 0.0}
+    assert instruction_results(asked, "") == {"change_case:english_lowercase": 0.0, "punctuation:no_comma": 0.0}
+
+
+def test_the_scorer_breaks_answers_down_by_instruction_and_constraint_type():
+    scorer = ScorerActor("0.5*instructions + 0.5*constraints")
+    both = {**record(["punctuation:no_comma"], [{}]), "constraints": [{"type": "max_words", "n": 3}]}
+    assert scorer.by_type([both, both], ["one two", "one, two, three, four"]) == [
+        {"punctuation:no_comma": 1.0, "max_words": 1.0}, {"punctuation:no_comma": 0.0, "max_words": 0.0}]

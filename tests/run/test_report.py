@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from tao_ray.data.prompts import PromptRecord
-from tao_ray.run import report
+from tao_ray.run import report, report_plots
 from tests.run.chromium import check_report
 
-PLOTS = ["heldout.png", "train_reward.png", "diversity.png", "response_length.png", "time_breakdown.png",
-         "throughput.png", "weight_sync.png"]
+PLOTS = ["heldout.png", "behaviours.png", "length_ratio.png", "train_reward.png", "diversity.png",
+         "response_length.png", "time_breakdown.png", "throughput.png", "weight_sync.png"]
 
 
 def row(iteration: int, heldout: float | None) -> dict:
@@ -21,7 +21,10 @@ def row(iteration: int, heldout: float | None) -> dict:
     base = {"iteration": iteration, "heldout_reward_mean": heldout, "train_reward_mean": None,
             "timing_s": {"generate": 0.0, "score": 0.0, "train": 0.0, "sync": 0.0, "eval": 0.0, "checkpoint": 0.0},
             "tokens_generated": 0, "weight_sync_s": 0.0, "served_weights": [12.5, 12.5],
-            "heldout_scores": [heldout, 0.5, None], "heldout_scoring": {"scoring/failed": 1}}
+            "heldout_scores": [heldout, 0.5, None], "heldout_scoring": {"scoring/failed": 1},
+            "length_ratio": 1.0 - 0.1 * iteration,
+            "by_type": {"heldout": {"max_words": {"rate": 0.5 + 0.1 * iteration, "n": 10},
+                                    "min_words": {"rate": 0.6 - 0.1 * iteration, "n": 8}}}}
     if iteration == 0:
         return base
     return {**base, "timing_s": {"generate": 20.0 + iteration, "score": 1.5, "train": 30.0, "sync": 4.0 + iteration,
@@ -126,3 +129,12 @@ def test_report_renders_in_headless_chromium(tmp_path, samples):
     run_dir = make_run(tmp_path / "demo-cpu", samples=samples)
     report.write_report(run_dir)
     check_report(run_dir)
+
+
+def test_behaviour_changes_are_against_the_base_model_and_skip_unmeasured_iterations():
+    rows = [row(i, h) for i, h in enumerate((0.27, 0.31, 0.33))]
+    del rows[1]["by_type"]  # an iteration without an evaluation
+    labels, iterations, changes = report_plots.behaviour_changes(rows)
+    assert labels == ["heldout: max_words", "heldout: min_words"]
+    assert iterations == [0, 2]
+    assert changes == [[0.0, pytest.approx(0.2)], [0.0, pytest.approx(-0.2)]]

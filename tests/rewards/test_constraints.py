@@ -1,6 +1,6 @@
 import pytest
 
-from tao_ray.rewards.constraints import CHECKS, check, constraint_reward, validate_constraint
+from tao_ray.rewards.constraints import CHECKS, check, constraint_results, constraint_reward, validate_constraint
 
 
 @pytest.mark.parametrize("constraint, good, bad", [
@@ -55,3 +55,12 @@ def test_reward_is_fraction_met():
 ])
 def test_malformed_constraints_are_named(constraint, message):
     assert message in validate_constraint(constraint)
+
+
+def test_constraint_results_name_each_type_asked_for():
+    record = {"constraints": [{"type": "max_words", "n": 3}, {"type": "no_commas"},
+                              {"type": "include_keywords", "keywords": ["tea"]},
+                              {"type": "include_keywords", "keywords": ["milk"]}]}
+    assert constraint_results(record, "tea with sugar") == {"max_words": 1.0, "no_commas": 1.0,
+                                                            "include_keywords": 0.5}
+    assert constraint_results({}, "anything") == {}
