@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tao-ray-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install demo test test-fast lint clean bench
+.PHONY: install demo test test-fast lint clean bench gpu-check
 
 install: $(STAMP)
 
@@ -64,6 +64,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(BENCH_VENV)/bin/python -c "import trl, torch, transformers, tao_ray; print('trl', trl.__version__, 'torch', \
 	torch.__version__, 'transformers', transformers.__version__)"
 	touch $(BENCH_STAMP)
+
+# The learner engine on a GPU in a plain process, no Ray or vLLM (benchmarks/gpu_check.py): prints JSON, or one line
+# on a machine without a GPU. Installs nothing: on a bare GPU machine it runs with that machine's python3, which needs
+# torch, transformers, peft, deepspeed and pyyaml.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) -m benchmarks.gpu_check
 
 clean:
 	rm -rf runs .pytest_cache

@@ -154,8 +154,12 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
     if res.device == "cuda":
         if res.learner_gpus <= 0:
             fail("resources.learner_gpus", "must be positive on cuda (each learner rank needs a GPU)")
+        if res.learner_gpus != int(res.learner_gpus):
+            fail("resources.learner_gpus", f"is {res.learner_gpus:g}; NCCL refuses two ranks on one GPU, so each "
+                 "learner rank takes whole GPUs (resources.learner_gpus=1)")
         if res.generator_gpus != res.tensor_parallel_size:
             fail("resources.generator_gpus", f"must equal resources.tensor_parallel_size ({res.tensor_parallel_size})")
+        _validate_cuda_defaults(recipe, fail)
     elif res.tensor_parallel_size != 1:
         fail("resources.tensor_parallel_size", "must be 1 on cpu")
     if res.device == "cpu" and recipe.generation.kv_cache_gb is None:
@@ -199,3 +203,19 @@ def _validate_gpus(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) 
         check = registry.SCORERS[name].cuda_check
         if check is not None:
             check(recipe, fail)
+
+
+def _validate_cuda_defaults(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """Settings whose defaults suit a CPU and would be used on GPUs without a word: a KV cache of a fixed half GiB
+    (instead of what gpu_memory_utilization leaves), and a judge computing in float32 (twice the memory and far
+    slower than bf16)."""
+    if recipe.generation.kv_cache_gb is not None:
+        fail("generation.kv_cache_gb", f"is {recipe.generation.kv_cache_gb:g} GiB on cuda; set it to null so vLLM "
+             "sizes the KV cache from generation.gpu_memory_utilization")
+    if registry.needs_judge(recipe.scoring.reward, recipe.eval.reward, recipe.eval.general_reward):
+        judge = recipe.scoring.judge
+        if judge.kv_cache_gb is not None:
+            fail("scoring.judge.kv_cache_gb", f"is {judge.kv_cache_gb:g} GiB on cuda; set it to null so the judge's "
+                 "vLLM sizes its KV cache from generation.gpu_memory_utilization")
+        if judge.dtype == "float32":
+            fail("scoring.judge.dtype", "is float32 on cuda (the CPU default); use bfloat16")

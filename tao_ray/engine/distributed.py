@@ -145,18 +145,52 @@ def full_tensors(model, zero3: bool, lora: bool = False) -> Iterator[tuple[str, 
     lora: `model` is a peft model; its names are the base model's, and each LoRA layer comes out as its base
     layer's tensors with the adapter folded in. Such a layer is gathered whole (base weight and adapter, one
     module), because the merge needs both."""
+    for prefix, module, adapted, params, buffers in _tensor_groups(model, lora):
+        if adapted:
+            with gathered(list(module.parameters()), zero3):
+                for name, tensor in lora_lib.merged_layer(module):
+                    yield lora_lib.hf_name(f"{prefix}.{name}"), tensor
+            continue
+        with gathered([p for _, p in params], zero3):
+            for name, tensor in params + buffers:
+                full_name = f"{prefix}.{name}" if prefix else name
+                yield (lora_lib.hf_name(full_name) if lora else full_name), tensor.detach()
+
+
+def tensor_metadata(model, lora: bool = False) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(HF name, dtype, shape) of every tensor `full_tensors` yields, in the same order, read from each tensor's
+    whole shape (ZeRO-3's `ds_shape`) without gathering anything: what a receiver checks and allocates. A 70B model
+    gathered whole only to read its shapes would take 141 GB on every rank."""
+    def describe(name: str, tensor) -> tuple[str, str, tuple[int, ...]]:
+        return name, str(tensor.dtype).removeprefix("torch."), tuple(getattr(tensor, "ds_shape", tensor.shape))
+
+    found = []
+    for prefix, module, adapted, params, buffers in _tensor_groups(model, lora):
+        if adapted:  # merged into its base layer's tensors, named as the base model names them
+            base = module.base_layer
+            tensors = list(base.named_parameters()) + [(name, b) for name, b in base.named_buffers()
+                                                       if name not in base._non_persistent_buffers_set]
+            found += [describe(lora_lib.hf_name(f"{prefix}.base_layer.{name}"), t) for name, t in tensors]
+            continue
+        for name, tensor in params + buffers:
+            full_name = f"{prefix}.{name}" if prefix else name
+            found.append(describe(lora_lib.hf_name(full_name) if lora else full_name, tensor))
+    return found
+
+
+def _tensor_groups(model, lora: bool):
+    """(prefix, module, adapted, its own parameters, its persistent buffers) per module that holds tensors, in
+    `state_dict` order, each tensor once (a tied lm_head is the embedding again). An adapted LoRA layer is one group:
+    its submodules (base layer, adapter) are not visited again."""
     seen: set[int] = set()
-    done_under = None  # prefix of the LoRA layer just merged: its submodules are done
+    done_under = None  # prefix of the LoRA layer just visited: its submodules are done
     for prefix, module in model.named_modules():
         if done_under is not None and prefix.startswith(done_under):
             continue
         if lora and lora_lib.is_adapted(module):
             done_under = prefix + "."
-            params = list(module.parameters())
-            with gathered(params, zero3):
-                for name, tensor in lora_lib.merged_layer(module):
-                    yield lora_lib.hf_name(f"{prefix}.{name}"), tensor
-            seen.update(id(p) for p in params)
+            seen.update(id(p) for p in module.parameters())
+            yield prefix, module, True, [], []
             continue
         params = [(name, p) for name, p in module.named_parameters(recurse=False) if id(p) not in seen]
         buffers = [(name, b) for name, b in module.named_buffers(recurse=False)
@@ -164,7 +198,4 @@ def full_tensors(model, zero3: bool, lora: bool = False) -> Iterator[tuple[str, 
         if not params and not buffers:
             continue
         seen.update(id(t) for _, t in params + buffers)
-        with gathered([p for _, p in params], zero3):
-            for name, tensor in params + buffers:
-                full_name = f"{prefix}.{name}" if prefix else name
-                yield (lora_lib.hf_name(full_name) if lora else full_name), tensor.detach()
+        yield prefix, module, False, params, buffers

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from tao_ray.engine.distributed import tensor_metadata
 from tao_ray.engine.learner import PolicyLearner
-from tao_ray.sync.wire import SharedWeightsFile, metadata, pack
+from tao_ray.sync.wire import SharedWeightsFile, pack
 
 
 def broadcast_group(master_address: str, master_port: int, world_size: int, device: torch.device):
@@ -47,7 +48,7 @@ class WeightSender:
         self._last_pack: dict[str, float] = {}
 
     def weight_names(self) -> list[str]:
-        return [name for name, _ in self.learner.full_tensors()]
+        return [name for name, _, _ in self.broadcast_metadata()]
 
     def pack_weights(self, dtype: str | None = None, shared: bool = False) -> bytes | str:
         """CPU sync, update step: the whole model in `dtype` (the engine's; None: the learner's) as one safetensors
@@ -77,7 +78,8 @@ class WeightSender:
         self.sync_channel = broadcast_group(master_address, master_port, world_size, self.learner.torch_device)
 
     def broadcast_metadata(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        return [(m.name, m.dtype, m.shape) for m in metadata(self.learner.full_tensors())]
+        """(name, dtype, shape) of every tensor sent, in sending order, read without gathering any weight."""
+        return tensor_metadata(self.learner.engine.module, self.learner.lora)
 
     def broadcast_weights(self) -> None:
         """CUDA sync, update step (GPU only): rank 0 broadcasts each tensor as it is read (under ZeRO-3, as soon as

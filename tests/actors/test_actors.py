@@ -151,6 +151,9 @@ def test_zero3_streams_the_same_weights_as_zero2_one_module_at_a_time(ray_cluste
     ray.get([learner.scale_parameter.remote(embedding, 1.5) for learner in everyone])
     digests = ray.get([learner.weights_digest.remote() for learner in everyone])
     assert digests[0] == digests[1] == digests[2]
+    # What a receiver allocates, read from ZeRO-3's partition shapes without gathering: the same as ZeRO-2's.
+    metas = ray.get([learner.broadcast_metadata.remote() for learner in everyone])
+    assert metas[0] == metas[1] == metas[2] and ("model.embed_tokens.weight", "float32", (49152, 576)) in metas[0]
     reference, *states = ray.get([learner.state_dict.remote() for learner in everyone])
     assert states[1] == {}
     assert list(states[0]) == list(reference) and "lm_head.weight" not in reference  # tied: vLLM ties it itself

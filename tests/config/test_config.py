@@ -94,9 +94,31 @@ def test_a_cuda_reward_model_or_judge_without_a_gpu_is_refused(tmp_path):
     message = error(path, [*CUDA, "eval.reward=0.5*constraints + 0.5*judge"])
     assert "'scoring.judge.judge_gpus'" in message and "tensor_parallel_size (1)" in message
     recipe = load_recipe(path, [*CUDA, "scoring.reward=judge", "scoring.judge.judge_gpus=4",
-                                "scoring.judge.tensor_parallel_size=4", "scoring.judge.dtype=bfloat16"])
+                                "scoring.judge.tensor_parallel_size=4", "scoring.judge.dtype=bfloat16",
+                                "scoring.judge.kv_cache_gb=null"])
     assert recipe.scoring.judge.tensor_parallel_size == 4 and recipe.scoring.judge.dtype == "bfloat16"
     assert load_recipe(path, [*CUDA, "scoring.reward=reward_model", "resources.scorer_gpus=0.5"])
+
+
+def test_the_general_sets_reward_gets_a_gpu_on_cuda_too(tmp_path):
+    """A reward model scoring only the general prompts runs in the general set's scorers: on cuda they need a GPU."""
+    message = error(recipe_file(tmp_path), [*CUDA, "eval.general_reward=reward_model"])
+    assert "'resources.scorer_gpus'" in message and "reward_model" in message
+
+
+def test_a_fraction_of_a_gpu_per_learner_rank_is_refused_on_cuda(tmp_path):
+    message = error(recipe_file(tmp_path), [*CUDA, "resources.learner_gpus=0.5"])
+    assert "'resources.learner_gpus' is 0.5" in message and "NCCL refuses two ranks on one GPU" in message
+
+
+def test_cpu_defaults_are_not_used_silently_on_cuda(tmp_path):
+    path = recipe_file(tmp_path)
+    on_cuda = [c for c in CUDA if not c.startswith("generation.kv_cache_gb")]
+    assert "'generation.kv_cache_gb' is 0.5 GiB on cuda; set it to null" in error(path, on_cuda)
+    judge = [*CUDA, "scoring.reward=judge", "scoring.judge.judge_gpus=1"]
+    assert "'scoring.judge.kv_cache_gb' is 0.25 GiB on cuda" in error(path, judge)
+    assert "'scoring.judge.dtype' is float32 on cuda" in error(path, [*judge, "scoring.judge.kv_cache_gb=null"])
+    assert load_recipe(path, [*judge, "scoring.judge.kv_cache_gb=null", "scoring.judge.dtype=bfloat16"])
 
 
 def test_gpus_on_cpu_and_bad_placement_are_refused(tmp_path):
