@@ -74,6 +74,9 @@ class GeneratorActor:
         lora = {"enable_lora": True, "max_loras": 1,
                 "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= lora_rank)
                 } if lora_rank else {}
+        # On GPUs weights arrive through vLLM's weight-transfer engine; on CPU by in-place reload (worker.py).
+        transfer = {"weight_transfer_config": {"backend": "nccl"}} if device == "cuda" else {}
+        self.transfer_group = False
         started = time.perf_counter()
         self.llm = LLM(model=model_path, dtype=self.dtype, max_model_len=max_model_len, seed=seed,
                        # Log-probs of sampled tokens as sampled: after temperature (the behaviour policy).
@@ -83,7 +86,7 @@ class GeneratorActor:
                        # tensor-parallel workers are processes inside it, not Ray tasks needing bundles of their own.
                        distributed_executor_backend="mp" if tensor_parallel_size > 1 else None,
                        worker_extension_cls=worker.WORKER_EXTENSION, enable_prefix_caching=True,
-                       enforce_eager=enforce_eager, **kv_cache, **lora)
+                       enforce_eager=enforce_eager, **kv_cache, **lora, **transfer)
         self.startup_s = time.perf_counter() - started
         self.policy_version = 0
         self.tokenizer = self.llm.get_tokenizer()
@@ -283,7 +286,6 @@ class GeneratorActor:
 
         from vllm.lora.request import LoRARequest
 
-
         started = time.perf_counter()
         if self.lora_request is None:  # this engine's first adapter: clear what killed generators left
             adapter_files.remove_orphans()
@@ -303,19 +305,39 @@ class GeneratorActor:
         self.policy_version = version
         return time.perf_counter() - started
 
-    def init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
-        """init step on CUDA (GPU only)."""
-        self.llm.collective_rpc("tao_init_broadcast_group", args=(master_address, master_port, rank_offset,
-                                                                  world_size))
+    # The CUDA path runs on vLLM's maintained weight-transfer engine (vllm.distributed.weight_transfer, "nccl"):
+    # packed, multi-buffered broadcasts received by every tensor-parallel worker, loaded layer by layer.
+
+    def init_broadcast_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int,
+                             buffer_bytes: int, buffers: int) -> None:
+        """init step on CUDA: this engine's workers join the group as ranks rank_offset .. rank_offset + T - 1
+        (learner rank 0 is rank 0); runs while the learner and the other engines join. Any earlier group of this
+        engine is shut down first."""
+        self.close_broadcast_group()
+        self.llm.init_weight_transfer_engine({"init_info": {
+            "master_address": master_address, "master_port": master_port, "rank_offset": rank_offset,
+            "world_size": world_size, "packed": True, "packed_buffer_size_bytes": buffer_bytes,
+            "packed_num_buffers": buffers}})
+        self.transfer_group = True
 
     def receive_broadcast(self, metas: list[tuple[str, str, tuple[int, ...]]], version: int = 0) -> float:
-        """update + finish steps on CUDA (GPU only): runs while learner rank 0 broadcasts."""
+        """update + finish steps on CUDA: runs while learner rank 0 broadcasts the tensors `metas` names."""
         started = time.perf_counter()
-        self.policy_version = -1
-        self.llm.collective_rpc("tao_receive_broadcast", args=(metas,))
+        self.policy_version = -1  # torn until finished: a receive that fails must not pass for the old version
+        self.llm.start_weight_update()
+        self.llm.update_weights({"update_info": {"names": [name for name, _, _ in metas],
+                                                 "dtype_names": [dtype for _, dtype, _ in metas],
+                                                 "shapes": [list(shape) for _, _, shape in metas]}})
+        self.llm.finish_weight_update(weight_version=version)
         self.llm.reset_prefix_cache()
         self.policy_version = version
         return time.perf_counter() - started
+
+    def close_broadcast_group(self) -> None:
+        """Destroy this engine's communicators of the weight-transfer group, if it has one."""
+        if self.transfer_group:
+            self.transfer_group = False
+            self.llm.shutdown_weight_transfer_engine()
 
 
 def _sampled_logprobs(completion) -> list[float] | None:

@@ -97,11 +97,14 @@ class LearnerActor:
     def init_broadcast_group(self, master_address: str, master_port: int, world_size: int) -> None:
         self.sender.init_broadcast_group(master_address, master_port, world_size)
 
-    def broadcast_metadata(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        return self.sender.broadcast_metadata()
+    def broadcast_metadata(self, dtype: str | None = None) -> list[tuple[str, str, tuple[int, ...]]]:
+        return self.sender.broadcast_metadata(dtype)
 
-    def broadcast_weights(self) -> None:
-        self.sender.broadcast_weights()
+    def broadcast_weights(self, dtype: str | None, buffer_bytes: int, buffers: int) -> None:
+        self.sender.broadcast_weights(dtype, buffer_bytes, buffers)
+
+    def close_broadcast_group(self) -> None:
+        self.sender.close_broadcast_group()
 
     # ---- read-outs for checks (engine/diagnostics.py) ----
 

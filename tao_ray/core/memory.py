@@ -20,6 +20,12 @@ CUDA_CONTEXT_GB = 1.0
 """CUDA context, cuBLAS workspaces and NCCL buffers of one process: about 0.5-1 GB on recent GPUs."""
 ZERO_REDUCE_BUCKET = 5e8
 """Elements in DeepSpeed's gradient reduce bucket (`reduce_bucket_size`, its default for stages 2 and 3)."""
+EMBEDDER_GB = 0.2
+"""The generator's sentence embedder on the GPU (all-MiniLM-L6-v2: 23M parameters in fp32, and its activations)."""
+TRANSFER_BUFFERS = 2
+TRANSFER_BUFFER_BYTES = 256 * 2**20
+"""vLLM's packed weight transfer as tao-ray sets it up (sync/driver.py NcclBroadcastSync): this many buffers of
+about this size on each side, a buffer overrunning by up to one tensor."""
 VLLM_BATCHED_TOKENS = 16384
 VLLM_MAX_SEQUENCES = 1024
 """vLLM's defaults for offline engines on GPUs of 70 GiB or more (`max_num_batched_tokens`, `max_num_seqs`)."""
@@ -105,13 +111,15 @@ def kv_bytes_per_token(model: ModelShape, dtype: str, tensor_parallel_size: int)
 
 def generator_memory(model: ModelShape, *, dtype: str, tensor_parallel_size: int, gpu_gb: float,
                      gpu_memory_utilization: float, batched_tokens: int = VLLM_BATCHED_TOKENS,
-                     max_sequences: int = VLLM_MAX_SEQUENCES) -> dict[str, float]:
+                     max_sequences: int = VLLM_MAX_SEQUENCES, embedder: bool = False) -> dict[str, float]:
     """One GPU of a tensor-parallel vLLM engine, in GB, by part.
 
     vLLM takes gpu_memory_utilization x gpu_gb for itself: weights (1/tensor_parallel_size each), the activation
-    peak of its profiling run, and the rest as KV cache. Outside that budget: the process's CUDA context and the
-    weight sync's receive buffer (each tensor arrives whole over NCCL before vLLM loads its shard; the largest is
-    the embedding or lm_head). A negative "kv_cache" means the weights do not fit.
+    peak of its profiling run, and the rest as KV cache. Outside that budget: the process's CUDA context and NCCL
+    buffers, the weight sync's receive buffers (packed buffers, each of which may run over by one whole tensor,
+    the largest being the embedding or lm_head, in the engine's dtype: every tensor-parallel worker receives whole
+    tensors before loading its shard), and the sentence embedder (`embedder`: generation.distance is embedding).
+    A negative "kv_cache" means the weights do not fit.
     """
     b = BYTES_PER_ELEMENT[dtype]
     t = tensor_parallel_size
@@ -126,7 +134,8 @@ def generator_memory(model: ModelShape, *, dtype: str, tensor_parallel_size: int
         "weights": weights,
         "activations": activations,
         "kv_cache": budget - weights - activations,
-        "sync_buffer": model.vocab * model.hidden * b,
+        "sync_buffer": TRANSFER_BUFFERS * (TRANSFER_BUFFER_BYTES + model.vocab * model.hidden * b),
+        "embedder": EMBEDDER_GB * GB if embedder else 0.0,
         "runtime": CUDA_CONTEXT_GB * GB,
     }
     return {part: value / GB for part, value in parts.items()}

@@ -194,12 +194,17 @@ class TaoDriver:
     def sync_weights(self, version: int) -> float:
         """Send the new weights to every generator as policy `version`. When the sync fails, a dead learner rank
         is a LearnerFailure; dead generators are restarted and refitted, which is the sync itself."""
+        started = time.perf_counter()
         try:
             received = self.sync.update(version, timeout_s=self.supervisor.timeout("sync"))
         except (ray.exceptions.RayError, TimeoutError) as error:
             self.actors.learners.check()
             self.policy_version = version
-            self.actors.generators.make_current(self.sync, version)
+            if self.sync.restart_all_on_failure:  # a collective sync: none may stay half-received
+                self.actors.generators.restart_all(self.sync, version, f"weight sync failed "
+                                                   f"({faults.describe(error)})", time.perf_counter() - started)
+            else:
+                self.actors.generators.make_current(self.sync, version)
             self.tracker.stage(f"weight sync interrupted ({faults.describe(error)}); generators refitted")
             return 0.0
         self.policy_version = version
@@ -300,6 +305,7 @@ class TaoDriver:
         started = time.perf_counter()
         self.checkpointer.abandon()  # its writers are gone: the staged files are incomplete
         self.feed.drop_next_batch()  # the restored prompt order draws it again
+        self.sync.close(self.supervisor.timeout("control"))  # the old group's communicators, where they answer
         self.actors.restart_learners()
         self.sync = self.actors.make_sync()
         restart_s = time.perf_counter() - started
@@ -407,6 +413,11 @@ class TaoDriver:
         self.background.close()
         if self.tracker is not None:
             self.tracker.finish()
+        if self.sync is not None:
+            try:  # communicators are destroyed before their processes end
+                self.sync.close(self.supervisor.timeout("control"))
+            except Exception as error:  # noqa: BLE001 - cleanup goes on: the actors are stopped next
+                self.tracker.stage(f"the weight-sync group could not be closed: {faults.describe(error)}")
         if self.actors is not None:
             self.actors.stop()
 

@@ -53,10 +53,12 @@ def _death_errors() -> tuple[type[BaseException], ...]:
 
 
 def describe(error: BaseException) -> str:
-    """"died (ActorDiedError: ...)", with the first sentence of Ray's message and without actor ids."""
+    """"died (ActorDiedError: ...)", or for a deadline "gave no answer in time (GetTimeoutError: ...)", with the
+    first sentence of Ray's message and without actor ids."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     text = re.sub(r"\b[0-9a-f]{24,}\b ?", "", text).split(". ")[0].strip()[:120]
-    return f"died ({type(error).__name__}{': ' + text if text else ''})"
+    what = "gave no answer in time" if isinstance(error, TimeoutError) else "died"
+    return f"{what} ({type(error).__name__}{': ' + text if text else ''})"
 
 
 def port_was_taken(error: BaseException) -> bool:

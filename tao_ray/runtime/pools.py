@@ -62,6 +62,9 @@ class GeneratorPool(ActorPool):
     def revive(self, sync) -> None:
         self.supervisor.revive(self.actors, sync)
 
+    def restart_all(self, sync, version: int, cause: str, detect_s: float) -> None:
+        self.supervisor.restart_all_generators(self.actors, sync, version, cause, detect_s)
+
     def parameter_sums(self, name: str) -> list[float | None]:
         """Each engine's sum of parameter `name` (None where it names or shards it otherwise, or did not answer)."""
         calls = {k: g.parameter_sum.remote(name) for k, g in enumerate(self.actors)}

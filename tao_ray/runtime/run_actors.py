@@ -19,7 +19,7 @@ from tao_ray.config import Recipe
 from tao_ray.data.inputs import RunInputs, general_reward
 from tao_ray.errors import TaoError
 from tao_ray.rewards import registry
-from tao_ray.runtime import launch, placement, session, storage
+from tao_ray.runtime import faults, launch, placement, session, storage
 from tao_ray.runtime.pools import ActorPool, GeneratorPool, LearnerPool, ScorerPool
 from tao_ray.runtime.supervision import Supervisor
 from tao_ray.sync import driver as weight_sync
@@ -134,12 +134,18 @@ class RunActors:
         res, lora = self.recipe.resources, self.recipe.training.lora
         sync = weight_sync.make_sync(res.device, self.learners.actors, self.generators.actors,
                                      res.tensor_parallel_size, lora_adapter=lora.r > 0 and lora.sync == "adapter")
+        timeout_s = self.supervisor.timeout("sync")
+        started = time.perf_counter()
         try:
-            sync.init()
-        except ray.exceptions.RayError:
+            sync.init(timeout_s)
+        except (ray.exceptions.RayError, TimeoutError) as error:
             self.learners.check()
-            self.generators.revive(sync)
-            sync.init()
+            if sync.restart_all_on_failure:  # engines may be stuck in an old group's receive: all start afresh
+                self.generators.restart_all(sync, 0, f"weight-sync group failed to form "
+                                            f"({faults.describe(error)})", time.perf_counter() - started)
+            else:
+                self.generators.revive(sync)
+            sync.init(timeout_s)
         return sync
 
     def restart_learners(self) -> None:

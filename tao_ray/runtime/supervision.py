@@ -91,6 +91,26 @@ class Supervisor:
         self.record("generator", k, failure.cause, failure.detect_s, restart_s,
                     self._refit(generator, sync, version))
 
+    def restart_all_generators(self, generators: list, sync, version: int, cause: str, detect_s: float) -> None:
+        """A collective weight sync failed (NCCL: the group is unusable and some engines may be stuck in its
+        receive): every generator is killed and brought back by Ray on the base weights, then all are refitted to
+        `version` through one new group. None is left half-received."""
+        for k, generator in enumerate(generators):
+            ray.kill(generator, no_restart=False)
+            node, processes = self.engine_processes.pop(k, (None, []))
+            if node is not None:
+                faults.kill_orphans(node, processes)
+        restart_s = {}
+        for k, generator in enumerate(generators):
+            restart_s[k] = self.bring_back("generator", k, generator, faults.Failure(cause, False, detect_s))
+            self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
+        started = time.perf_counter()
+        if version > 0:
+            sync.refit(generators, version, self.timeout("sync"))
+        refit_s = time.perf_counter() - started
+        for k in range(len(generators)):
+            self.record("generator", k, cause, detect_s, restart_s[k], refit_s)
+
     def _every_shard(self, actors: list, shards: list, call: Callable[[int, Any, Any], Any], stage: str,
                      recover: Callable[[int, faults.Failure], None],
                      before: Callable[[], None] | None = None) -> dict[int, Any]:

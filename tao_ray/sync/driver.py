@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ray
 
+from tao_ray.core import memory
+
 
 class CpuInPlaceSync:
     """Learner rank 0 -> every generator, in the engines' dtype. A generator on learner rank 0's node opens the
@@ -15,6 +17,7 @@ class CpuInPlaceSync:
     `engine_dtype=False` sends the learner's dtype (the engine converts as it loads)."""
 
     name = "cpu-inplace-reload"
+    restart_all_on_failure = False  # each generator receives on its own: only the failed ones are restarted
 
     def __init__(self, learners: list, generators: list, shared_memory: bool = True, engine_dtype: bool = True):
         self.learners, self.generators = learners, generators
@@ -23,14 +26,14 @@ class CpuInPlaceSync:
         self.channel: tuple[str, str] | None = None  # (learner rank 0's node id, path of its shared file)
         self.local: dict = {}  # generator handle (hashed by actor id) -> whether it opens the shared file
 
-    def init(self) -> None:
-        names = ray.get([learner.weight_names.remote() for learner in self.learners])[0]
-        ray.get([g.check_metadata.remote(names) for g in self.generators])
+    def init(self, timeout_s: float | None = None) -> None:
+        names = ray.get([learner.weight_names.remote() for learner in self.learners], timeout=timeout_s)[0]
+        ray.get([g.check_metadata.remote(names) for g in self.generators], timeout=timeout_s)
         if self.engine_dtype:
-            dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators]))
+            dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators], timeout=timeout_s))
             self.dtype = dtypes.pop() if len(dtypes) == 1 else None  # mixed engines: each converts on load
         if self.shared_memory:
-            self.channel = ray.get(self.learners[0].weights_channel.remote())
+            self.channel = ray.get(self.learners[0].weights_channel.remote(), timeout=timeout_s)
         self.local = {}
         self._route(self.generators)
 
@@ -67,38 +70,73 @@ class CpuInPlaceSync:
         """Bring restarted generators to the current weights, straight from the learners."""
         return self.update(version, generators, timeout_s)
 
+    def close(self, timeout_s: float | None = None) -> None:
+        pass  # the shared file lives as long as learner rank 0
+
 
 class NcclBroadcastSync:
-    """Learner rank 0 broadcasts each tensor to every generator worker over NCCL (GPU only)."""
+    """Learner rank 0 broadcasts the weights to every generator worker over NCCL (GPU only), on vLLM's
+    weight-transfer engine: packed into `buffers` buffers of `buffer_bytes` on both sides, in the engines' dtype,
+    one group of 1 + G x T ranks (generator g's workers at 1 + g x T). tao-ray is the engines' client, not vLLM's
+    Ray client, so that each engine gets its own ranks and every call has a deadline.
 
-    name = "nccl-broadcast"
+    NCCL has no timeout of its own: a receiver that dies leaves the others blocked in the broadcast, and the group is
+    unusable after any failure (`restart_all_on_failure`: the driver restarts every generator, never leaving one
+    half-received, and refits them through a fresh group)."""
+
+    name = "nccl-packed"
+    restart_all_on_failure = True
+    # Each side holds BUFFERS of about BUFFER_BYTES outside vLLM's memory budget (core/memory.py counts them).
+    BUFFER_BYTES = memory.TRANSFER_BUFFER_BYTES
+    BUFFERS = memory.TRANSFER_BUFFERS
 
     def __init__(self, learners: list, generators: list, tensor_parallel_size: int):
         self.learners, self.generators, self.tp = learners, generators, tensor_parallel_size
         self.learner = learners[0]
+        self.dtype: str | None = None
         self.metas: list = []
+        self.open = False
 
-    def init(self) -> None:
-        self.metas = ray.get([learner.broadcast_metadata.remote() for learner in self.learners])[0]
-        address, port = ray.get(self.learner.rendezvous_address.remote())
+    def init(self, timeout_s: float | None = None) -> None:
+        """A new group (the previous one's communicators destroyed first) on a fresh port, and what each
+        engine must expect: names, its own dtype, whole shapes (read without gathering)."""
+        self.close(timeout_s)
+        dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators], timeout=timeout_s))
+        self.dtype = dtypes.pop() if len(dtypes) == 1 else None  # mixed engines: each converts on load
+        self.metas = ray.get([learner.broadcast_metadata.remote(self.dtype) for learner in self.learners],
+                             timeout=timeout_s)[0]
+        address, port = ray.get(self.learner.rendezvous_address.remote(), timeout=timeout_s)
         world_size = 1 + len(self.generators) * self.tp
-        ray.get([self.learner.init_broadcast_group.remote(address, port, world_size)]
-                + [g.init_broadcast_group.remote(address, port, 1 + i * self.tp, world_size)
-                   for i, g in enumerate(self.generators)])
+        # Every member joins at once: the rendezvous waits for all of them.
+        ray.get([learner.init_broadcast_group.remote(address, port, world_size) for learner in self.learners]
+                + [g.init_broadcast_group.remote(address, port, 1 + i * self.tp, world_size, self.BUFFER_BYTES,
+                                                 self.BUFFERS) for i, g in enumerate(self.generators)],
+                timeout=timeout_s)
+        self.open = True
 
     def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
-        """Every generator worker is in the NCCL group, so every generator receives (`generators` is ignored)."""
-        senders = [learner.broadcast_weights.remote() for learner in self.learners]
+        """Every generator worker is in the group, so every generator receives (`generators` is ignored)."""
+        senders = [learner.broadcast_weights.remote(self.dtype, self.BUFFER_BYTES, self.BUFFERS)
+                   for learner in self.learners]
         received = ray.get([g.receive_broadcast.remote(self.metas, version) for g in self.generators],
                            timeout=timeout_s)
         ray.get(senders, timeout=timeout_s)
         return max(received)
 
     def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
-        """A restarted generator's workers are not in the NCCL group: build a fresh group with every generator,
-        then broadcast the current weights to all of them."""
-        self.init()
+        """A restarted generator's workers are not in the group: a fresh group with every generator, then the
+        current weights to all of them."""
+        self.init(timeout_s)
         return self.update(version, timeout_s=timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Destroy the group's communicators on every member that still answers (a dead one took its own)."""
+        if not self.open:
+            return
+        self.open = False
+        calls = [learner.close_broadcast_group.remote() for learner in self.learners] + \
+            [g.close_broadcast_group.remote() for g in self.generators]
+        ray.wait(calls, num_returns=len(calls), timeout=timeout_s)
 
 
 class LoraAdapterSync:
@@ -107,10 +145,15 @@ class LoraAdapterSync:
 
     name = "lora-adapter"
 
+    restart_all_on_failure = False
+
     def __init__(self, learners: list, generators: list):
         self.learners, self.generators = learners, generators
 
-    def init(self) -> None:
+    def init(self, timeout_s: float | None = None) -> None:
+        pass
+
+    def close(self, timeout_s: float | None = None) -> None:
         pass
 
     def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:

@@ -1,12 +1,12 @@
-"""The learner (sender) side of weight sync: what learner rank 0 sends, in the format of wire.py. On CUDA it joins an
-NCCL group that spans every generator worker and broadcasts the tensors in metadata order. No Ray: the actor passes
-in its node id."""
+"""The learner (sender) side of weight sync: what learner rank 0 sends, in the format of wire.py. On CUDA rank 0 joins
+the NCCL group of every generator worker as the sender of vLLM's weight-transfer engine (packed, multi-buffered
+broadcasts: vllm.distributed.weight_transfer) and streams the tensors in metadata order, one module at a time under
+ZeRO-3. No Ray, and vLLM only where a GPU sync runs."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -14,26 +14,6 @@ import torch
 from tao_ray.engine.distributed import tensor_metadata
 from tao_ray.engine.learner import PolicyLearner
 from tao_ray.sync.wire import SharedWeightsFile, pack
-
-
-def broadcast_group(master_address: str, master_port: int, world_size: int, device: torch.device):
-    """Sender init step (CUDA): learner rank 0 joins as rank 0 of a group that spans the generator workers."""
-    # vLLM is imported here, not at the top: a plain process (a bare GPU box, CPU runs) has no use for it.
-    from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
-    from vllm.distributed.utils import StatelessProcessGroup
-
-    group = StatelessProcessGroup.create(host=master_address, port=master_port, rank=0, world_size=world_size)
-    return PyNcclCommunicator(group, device=device)
-
-
-def broadcast(communicator, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-    """Sender update step (CUDA): (name, tensor) pairs go out one by one in metadata order, which the receivers
-    follow. `tensors` may be a stream whose tensors are released once the next is taken (a ZeRO-3 learner's gathered
-    parameters): each is broadcast before the next is asked for, and its memory is freed on the same stream, after
-    the broadcast."""
-    for _, tensor in tensors:
-        communicator.broadcast(tensor.contiguous(), src=0, stream=torch.cuda.current_stream())
-    torch.cuda.synchronize()
 
 
 class WeightSender:
@@ -74,21 +54,48 @@ class WeightSender:
             return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
 
     def init_broadcast_group(self, master_address: str, master_port: int, world_size: int) -> None:
-        """CUDA sync, init step (GPU only)."""
-        self.sync_channel = broadcast_group(master_address, master_port, world_size, self.learner.torch_device)
+        """CUDA sync, init step: rank 0 joins as rank 0 of the group of every generator worker (an earlier group's
+        communicator is destroyed first); other ranks have nothing to do."""
+        self.close_broadcast_group()
+        if self.learner.rank != 0:
+            return
+        from vllm.distributed.weight_transfer import nccl_common  # a GPU sync's import: plain processes skip it
 
-    def broadcast_metadata(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        """(name, dtype, shape) of every tensor sent, in sending order, read without gathering any weight."""
-        return tensor_metadata(self.learner.engine.module, self.learner.lora)
+        torch.cuda.set_device(self.learner.torch_device)
+        self.sync_channel = nccl_common.trainer_init({"master_address": master_address, "master_port": master_port,
+                                                      "world_size": world_size}, rank=0)
 
-    def broadcast_weights(self) -> None:
-        """CUDA sync, update step (GPU only): rank 0 broadcasts each tensor as it is read (under ZeRO-3, as soon as
-        it is gathered, then released); the generators receive in metadata order, which is the same walk."""
-        if self.learner.rank == 0:
-            broadcast(self.sync_channel, self.learner.full_tensors())
-        elif self.learner.zero3:
-            for _ in self.learner.full_tensors():  # take part in every gather
-                pass
+    def broadcast_metadata(self, dtype: str | None = None) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(name, dtype, shape) of every tensor sent, in sending order, read without gathering any weight. `dtype`:
+        floating-point tensors go out in it (the engines'), so a receiver never holds a float32 copy."""
+        return [(name, dtype if dtype is not None and _floating(kind) else kind, shape)
+                for name, kind, shape in tensor_metadata(self.learner.engine.module, self.learner.lora)]
+
+    def broadcast_weights(self, dtype: str | None, buffer_bytes: int, buffers: int) -> None:
+        """CUDA sync, update step: rank 0 packs the tensors into `buffers` buffers of about `buffer_bytes` and
+        broadcasts them (vLLM's packed producer) while the engines receive; every rank walks the weights, so ZeRO-3's
+        gathers stay collective. Each tensor is copied on the way (into `dtype`): the packer holds its tensors
+        until a buffer is full, and ZeRO-3 releases a module's gathered weights when the next is asked for."""
+        if self.learner.rank != 0:
+            for _ in self.learner.full_tensors():  # take part in every gather (ZeRO-3); nothing under ZeRO-2
+                if not self.learner.zero3:
+                    break
+            return
+        from vllm.distributed.weight_transfer.packed_tensor import packed_nccl_broadcast_producer
+
+        target = getattr(torch, dtype) if dtype is not None else None
+        packed_nccl_broadcast_producer(
+            iterator=self.learner.full_tensors(), group=self.sync_channel, src=0,
+            post_iter_func=lambda item: (item[1].to(target, copy=True)
+                                         if target is not None and item[1].is_floating_point() else item[1].clone()),
+            buffer_size_bytes=buffer_bytes, num_buffers=buffers)
+        torch.cuda.synchronize()
+
+    def close_broadcast_group(self) -> None:
+        """Destroy rank 0's communicator (on a refit, before a new group, and when the run ends)."""
+        if self.sync_channel is not None:
+            channel, self.sync_channel = self.sync_channel, None
+            channel.destroy()
 
     def shared_file(self) -> str:
         """CPU sync on one node: the path of this rank's shared-memory weights file, created once; generators on the
@@ -100,3 +107,7 @@ class WeightSender:
     def pack_timing(self) -> dict[str, float]:
         """The last pack_weights on this rank: its start (wall clock, seconds since the epoch) and duration."""
         return dict(self._last_pack)
+
+
+def _floating(dtype: str) -> bool:
+    return dtype in ("float32", "float16", "bfloat16", "float64")

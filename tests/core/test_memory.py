@@ -77,8 +77,12 @@ def test_generator_on_8_gpus_of_80_gb():
     assert parts["activations"] == pytest.approx(1.339031552)
     # The rest of 0.85 x 80 = 68 GB is KV cache.
     assert parts["kv_cache"] == pytest.approx(68 - 17.6375 - 1.339031552)
-    # The embedding, received whole: 128,256 x 8192 x 2 B.
-    assert parts["sync_buffer"] == pytest.approx(2.101346304)
+    # Two packed receive buffers of 256 MiB, each of which may run over by the largest tensor, the embedding
+    # (128,256 x 8192 x 2 B = 2.101346304 GB): 2 x (0.268435456 + 2.101346304).
+    assert parts["sync_buffer"] == pytest.approx(4.73956352)
+    assert parts["embedder"] == 0.0
+    assert memory.generator_memory(LLAMA_70B, dtype="bfloat16", tensor_parallel_size=8, gpu_gb=80,
+                                   gpu_memory_utilization=0.85, embedder=True)["embedder"] == 0.2
 
 
 def test_kv_bytes_per_token_shards_kv_heads_until_one_per_gpu():

@@ -115,6 +115,14 @@ class Pool:
     def make_current(self, sync, version: int) -> None:
         sync.update(version)
 
+    def restart_all(self, sync, version: int, cause: str, detect_s: float) -> None:
+        """As the supervisor does: every generator starts again on the base weights, then one refit for all."""
+        self.restarts = getattr(self, "restarts", []) + [cause]
+        for k in range(len(self.actors)):
+            self.actors[k] = Generator()
+        if version > 0:
+            sync.refit(self.actors, version)
+
     def parameter_sums(self, name: str) -> list[float | None]:
         return [float(g.policy_version) for g in self.actors]
 
@@ -125,17 +133,32 @@ class Pool:
 
 
 class Sync:
+    """`fails_at`: the update versions that fail as a collective sync does when a receiver dies (TimeoutError)."""
+
     name = "stand-in"
 
-    def __init__(self, generators: Pool):
-        self.generators = generators
+    def __init__(self, generators: Pool, restart_all_on_failure: bool = False, fails_at: tuple[int, ...] = ()):
+        self.generators, self.restart_all_on_failure, self.fails_at = generators, restart_all_on_failure, fails_at
         self.updates: list[int] = []
+        self.refits: list[int] = []
+        self.closed = 0
 
     def update(self, version: int, generators=None, timeout_s: float | None = None) -> float:
+        if version in self.fails_at and version not in self.updates:
+            self.updates.append(version)
+            self.generators.actors[0].policy_version = -1  # torn mid-receive
+            raise TimeoutError("a receiver gave no answer within the sync deadline")
         self.updates.append(version)
         for generator in self.generators.actors:
             generator.policy_version = version
         return 0.0
+
+    def refit(self, generators, version: int, timeout_s: float | None = None) -> float:
+        self.refits.append(version)
+        return self.update(version)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        self.closed += 1
 
 
 class Actors:
@@ -143,13 +166,14 @@ class Actors:
     ranks, the train call (1-based) in which rank 0 dies, or None."""
 
     def __init__(self, generators: int = 2, scorers: int = 2, learners: int = 2,
-                 learner_deaths: list[int | None] = ()):
+                 learner_deaths: list[int | None] = (), sync_failures: tuple[int, ...] = ()):
         self.generators = Pool("generator", [Generator() for _ in range(generators)])
         self.scorers = self.eval_scorers = self.general_scorers = Pool("scorer", [Scorer() for _ in range(scorers)])
         self.judges = Pool("judge", [])
         self.learner_count, self.learner_deaths, self.learner_starts = learners, list(learner_deaths), 0
         self.learners = self.start_learners()
         self.syncs: list[Sync] = []
+        self.sync_failures = sync_failures
         self.startup = Startup(True, [], {"parameters": 1000, "device": "cpu", "weights_dtype": "float32",
                                           "compute_dtype": "float32"}, "float32", 0.1, 0.1, 1)
         self.stopped = False
@@ -160,7 +184,8 @@ class Actors:
         return Pool("learner", [Learner(rank, dies if rank == 0 else None) for rank in range(self.learner_count)])
 
     def make_sync(self) -> Sync:
-        self.syncs.append(Sync(self.generators))
+        self.syncs.append(Sync(self.generators, restart_all_on_failure=bool(self.sync_failures),
+                               fails_at=self.sync_failures))
         return self.syncs[-1]
 
     def restart_learners(self) -> None:

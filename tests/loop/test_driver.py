@@ -137,3 +137,21 @@ def test_resume_continues_after_the_newest_checkpoint_with_the_same_order(tmp_pa
     assert [row["iteration"] for row in rows] == list(range(ITERATIONS + 1))
     assert [row["prompt_ids"] for row in rows[1:]] == expected_prompt_ids(resumed, ITERATIONS)
     assert actors.learners.actors[0].train_calls == [2, 3]
+
+
+def test_a_collective_sync_that_fails_restarts_every_generator_and_refits_them_all(tmp_path):
+    """NCCL: a receiver that dies leaves the group unusable and the others half-received. The driver restarts every
+    generator and refits all of them through a new group, then carries on; nothing samples on torn weights."""
+    actors = Actors(sync_failures=(2,))
+    driver = make_driver(tmp_path, actors)
+    summary = run(driver)
+    rows = summary["iterations"]
+    assert [row["iteration"] for row in rows] == list(range(ITERATIONS + 1))
+    assert actors.generators.restarts == ["weight sync failed (gave no answer in time (TimeoutError: a receiver gave "
+                                          "no answer within the sync deadline))"]
+    sync = actors.syncs[0]
+    assert sync.refits == [2] and sync.updates == [1, 2, 2, 3, 4]
+    # Iteration 3 samples on version 2 on every generator: none kept the torn weights.
+    assert [row["policy_version"]["samples"] for row in rows[1:]] == [[0], [1], [2], [3]]
+    assert [row["served_weights"] for row in rows] == [[float(k)] * 2 for k in range(ITERATIONS + 1)]
+    assert sync.closed == 1  # the group's communicators are closed when the run ends

@@ -82,7 +82,8 @@ def test_generator_memory_in_the_header_matches_the_recipe_and_fits(path):
     model = model_shape(text)
     expected = memory.generator_memory(model, dtype=recipe.model.dtype,
                                        tensor_parallel_size=recipe.resources.tensor_parallel_size, gpu_gb=gpu,
-                                       gpu_memory_utilization=recipe.generation.gpu_memory_utilization)
+                                       gpu_memory_utilization=recipe.generation.gpu_memory_utilization,
+                                       embedder=recipe.generation.distance == "embedding")
     assert parts == pytest.approx(expected, abs=0.005)
     assert total == pytest.approx(sum(expected.values()), abs=0.05)
     assert total <= gpu
