@@ -134,6 +134,7 @@ class TaoDriver:
         """One TAO iteration; returns why the run should stop now, if it should."""
         self.supervisor.iteration = iteration
         self.tracker.iteration_begins()
+        self.check_health()
         timing: dict[str, float] = {}
         prompts, generations, scores, scoring = self.feed.take_batch(iteration, timing, self.timed, self.sync,
                                                                      self.policy_version)
@@ -148,11 +149,13 @@ class TaoDriver:
             note.append(f"{len(batch)} samples")
             self.feed.settle()
         self.checkpointer.complete(self.actors.learners, wait=False)  # the previous one's, if its files are written
+        self.check_health()
         with self.timed(timing, "sync", iteration) as note:
             receive_s = self.sync_weights(iteration)
             note.append(f"policy version {iteration} to {len(self.actors.generators)} generator(s)")
         evaluated = None
         if iteration % self.recipe.eval.every == 0 or last:
+            self.check_health()
             with self.timed(timing, "eval", iteration) as note:
                 # On-policy, the next batch is drawn on these same weights: in the evaluation's engine calls.
                 evaluated = self.evaluate(with_next_batch=not last and self.feed.next_batch is None)
@@ -209,6 +212,17 @@ class TaoDriver:
             return 0.0
         self.policy_version = version
         return received
+
+    def check_health(self) -> None:
+        """The deaths the health watch saw since the last stage (runtime/health.py), handled before any actor is
+        called again: a generator is waited for and refitted to the current policy version before it samples, a
+        scorer waited for, a learner rank's death is a LearnerFailure; each recorded in summary.json's restarts."""
+        watch = self.actors.health
+        for death in watch.take():
+            # The watch looks every interval_s: the death happened at most that long before it was seen.
+            failure = faults.Failure(f"died between calls (seen {death.state} by the health watch)", False,
+                                     watch.interval_s)
+            self.actors.pools()[death.role].replace_dead(death.rank, failure, self.sync, self.policy_version)
 
     def evaluate(self, with_next_batch: bool = False) -> evaluation.Evaluation:
         """Label-free scores of greedy answers to every evaluated set (evaluation.py), rated by each set's scorers

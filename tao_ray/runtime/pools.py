@@ -40,6 +40,11 @@ class ActorPool:
         for actor in self.actors:
             ray.kill(actor)
 
+    def replace_dead(self, k: int, failure: faults.Failure, sync, version: int) -> None:
+        """Actor k died between calls (health.py): wait until Ray has brought it back and record it."""
+        self.supervisor.record(self.role, k, failure.cause, failure.detect_s,
+                               self.supervisor.bring_back(self.role, k, self.actors[k], failure), 0.0)
+
 
 class GeneratorPool(ActorPool):
     def __init__(self, actors: list, supervisor: Supervisor):
@@ -61,6 +66,11 @@ class GeneratorPool(ActorPool):
 
     def revive(self, sync) -> None:
         self.supervisor.revive(self.actors, sync)
+
+    def replace_dead(self, k: int, failure: faults.Failure, sync, version: int) -> None:
+        """Generator k died between calls: wait for it, kill what its engine left, refit it to `version` (before
+        it samples again) and record it."""
+        self.supervisor.restart_generator(k, self.actors, sync, version, failure)
 
     def restart_all(self, sync, version: int, cause: str, detect_s: float) -> None:
         self.supervisor.restart_all_generators(self.actors, sync, version, cause, detect_s)
@@ -108,6 +118,10 @@ class LearnerPool(ActorPool):
     def check(self) -> None:
         """Raise a LearnerFailure if a rank is dead (after a call that involved learners and generators failed)."""
         self.supervisor.check_learners(self.actors)
+
+    def replace_dead(self, k: int, failure: faults.Failure, sync, version: int) -> None:
+        """A rank that died breaks the group whatever it was doing: the driver restarts every rank."""
+        raise faults.LearnerFailure(k, failure)
 
 
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tao_ray.data.inputs import RunInputs, general_reward
 from tao_ray.errors import TaoError
 from tao_ray.rewards import registry
 from tao_ray.runtime import faults, launch, placement, session, storage
+from tao_ray.runtime.health import HealthWatch
 from tao_ray.runtime.pools import ActorPool, GeneratorPool, LearnerPool, ScorerPool
 from tao_ray.runtime.supervision import Supervisor
 from tao_ray.sync import driver as weight_sync
@@ -55,6 +56,24 @@ class RunActors:
     reservation: Any = None
     started_ray: bool = False
     startup: Startup | None = field(default=None)
+    health: HealthWatch = field(default_factory=HealthWatch)
+    """Every actor watched from a background thread: deaths between calls are seen within seconds."""
+
+    def pools(self) -> dict[str, ActorPool]:
+        """Each role's pool, once (an evaluated set may share the training scorers' pool)."""
+        found: dict[str, ActorPool] = {}
+        for pool in (self.generators, self.scorers, self.eval_scorers, self.general_scorers, self.judges,
+                     self.learners):
+            if all(pool is not other for other in found.values()):
+                found[pool.role] = pool
+        return found
+
+    def watch(self) -> None:
+        """Start watching every actor (health.py)."""
+        for role, pool in self.pools().items():
+            self.health.watch(role, pool.actors)
+        self.supervisor.health = self.health
+        self.health.start()
 
     @classmethod
     def start(cls, recipe: Recipe, inputs: RunInputs, supervisor: Supervisor, log_dir: Path | None,
@@ -126,6 +145,7 @@ class RunActors:
                      judge_pool, learners, reservation, started_ray)
         actors.startup = Startup(started_ray, locations, learner, engine["dtype"], time.perf_counter() - started,
                                  max(engine_s), len(nodes))
+        actors.watch()
         return actors
 
     def make_sync(self):
@@ -150,13 +170,16 @@ class RunActors:
 
     def restart_learners(self) -> None:
         """Kill every rank (the survivors are blocked in the broken collective) and start them again."""
+        self.health.forget(self.learners.actors)
         self.learners.kill()
         self.learners = LearnerPool(launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation,
                                                           self.log_dir), self.supervisor)
+        self.health.watch("learner", self.learners.actors)
 
     def stop(self) -> None:
         """Stop the engines (none of their processes outlives the run), kill every other actor once, release the
         reservation and, when this run started Ray, Ray."""
+        self.health.stop()  # what is stopped from here on is no death
         self.generators.stop()
         seen: set[int] = set()
         for pool in (self.scorers, self.eval_scorers, self.general_scorers, self.judges, self.learners):

@@ -25,6 +25,7 @@ class Supervisor:
         self.resources, self.tracker, self.restarts = recipe.resources, tracker, restarts
         self.iteration = 0
         self.engine_processes: dict[int, tuple[str, list]] = {}
+        self.health = None  # the run's HealthWatch (health.py), told of every death handled through a call
 
     def timeout(self, stage: str) -> float:
         return faults.stage_timeout(self.resources, stage)
@@ -55,6 +56,8 @@ class Supervisor:
                 refit_s = self._refit(generators[k], sync, version)
                 self.record("generator", k, f"served policy version {held}, not {version} (restarted)",
                             0.0, time.perf_counter() - started - refit_s, refit_s)
+                if self.health is not None:  # the restart behind it is handled: the watch must not report it again
+                    self.health.acknowledge(generators[k])
 
     def revive(self, generators: list, sync) -> None:
         """Restart the generators found dead, without a refit: the caller's next sync brings them current."""
@@ -79,6 +82,8 @@ class Supervisor:
             raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration} and could not be "
                            f"restarted ({dead.cause}): resources.max_actor_restarts "
                            f"({self.resources.max_actor_restarts}) is used up or its node is gone")
+        if self.health is not None:
+            self.health.acknowledge(actor)
         return time.perf_counter() - started
 
     def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:

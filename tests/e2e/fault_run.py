@@ -4,8 +4,9 @@
 
 KILLS: comma-separated role:iteration, e.g. generator:1,scorer:1,learner:2. Each kill happens once, shortly after
 that stage's remote calls went out in that iteration: `ray.kill` of generator 0 during generate, of scorer 0 during
-score, of learner rank 0 during train. Ray restarts generators and scorers; the driver must notice, restart what is
-needed, redo the work and finish the run. Prints the run dir.
+score, of learner rank 0 during train. `between:N` kills the last generator just after iteration N is logged, while
+no call is out (the health watch must see it). Ray restarts generators and scorers; the driver must notice, restart
+what is needed, redo the work and finish the run. Prints the run dir.
 """
 
 from __future__ import annotations
@@ -63,7 +64,16 @@ def main(argv: list[str]) -> int:
                 kill_soon(lambda: driver.actors.learners.handle(0), 1.0)
             return learn(batch)
 
+        log_iteration = driver.log_iteration
+
+        def log_and_kill(iteration, *args, **kwargs):
+            log_iteration(iteration, *args, **kwargs)
+            if ("between", str(iteration)) in pending:
+                pending.discard(("between", str(iteration)))
+                ray.kill(driver.actors.generators.handle(len(driver.actors.generators) - 1), no_restart=False)
+
         rollouts.generate, rollouts.score, driver.learn = generate_and_kill, score_and_kill, learn_and_kill
+        driver.log_iteration = log_and_kill
 
     try:
         driver.setup()

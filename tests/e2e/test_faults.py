@@ -1,6 +1,7 @@
-"""Real actors die mid-call (Ray kills their processes) and the run goes on: the work is redone on restarted,
-refitted actors, every iteration lands in summary.json, each restart is counted, and no sample or held-out answer
-comes from a generator serving older weights. A call that hangs ends in the handled path, not a frozen run."""
+"""Real actors die mid-call (Ray kills their processes), or between calls, and the run goes on: the work is redone on
+restarted, refitted actors, every iteration lands in summary.json, each restart is counted (one between calls too),
+and no sample or held-out answer comes from a generator serving older weights. A call that hangs ends in the handled
+path, not a frozen run."""
 
 import json
 import subprocess
@@ -35,7 +36,7 @@ def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(
     overrides = [*TINY, "run.iterations=3", "resources.generators=2", "scoring.reward=function",
                  "scoring.function.target=tests.e2e.fault_rewards:slow_constraints", "eval.reward=constraints"]
     result = subprocess.run([sys.executable, "-m", "tests.e2e.fault_run", str(tmp_path),
-                             "scorer:1,generator:2,learner:3", *overrides],
+                             "scorer:1,generator:2,learner:3,between:1", *overrides],
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "demo-cpu" / "summary.json").read_text())
@@ -44,6 +45,9 @@ def test_killed_generator_scorer_and_learner_are_replaced_and_the_run_completes(
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1, 2, 3]
     restarts = summary["restarts"]
     assert [r["iteration"] for r in restarts["generator"]][:1] == [2], restarts
+    # Generator 1, killed after iteration 1 with no call out, was seen by the health watch and refitted.
+    between = [r for r in restarts["generator"] if r["cause"].startswith("died between calls")]
+    assert [(r["rank"], r["iteration"]) for r in between] == [(1, 2)], restarts
     assert [r["iteration"] for r in restarts["scorer"]] == [1], restarts
     assert [r["iteration"] for r in restarts["learner"]] == [3], restarts
     for row in summary["iterations"][1:]:

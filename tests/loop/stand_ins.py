@@ -15,6 +15,7 @@ from typing import Any
 from tao_ray.core.batch import Generation
 from tao_ray.core.composition import Scores
 from tao_ray.runtime import faults
+from tao_ray.runtime.health import Death
 from tao_ray.runtime.pools import merge_stats
 from tao_ray.runtime.run_actors import Startup
 
@@ -115,6 +116,17 @@ class Pool:
     def make_current(self, sync, version: int) -> None:
         sync.update(version)
 
+    def replace_dead(self, k: int, failure: faults.Failure, sync, version: int) -> None:
+        """As the pools do: a generator comes back on the base weights and is refitted; a learner rank's death
+        breaks its group."""
+        if self.role == "learner":
+            raise faults.LearnerFailure(k, failure)
+        self.replaced = getattr(self, "replaced", []) + [(k, failure.cause)]
+        if self.role == "generator":
+            self.actors[k] = Generator()
+            if version > 0:
+                sync.refit([self.actors[k]], version)
+
     def restart_all(self, sync, version: int, cause: str, detect_s: float) -> None:
         """As the supervisor does: every generator starts again on the base weights, then one refit for all."""
         self.restarts = getattr(self, "restarts", []) + [cause]
@@ -130,6 +142,20 @@ class Pool:
         self.killed = True
 
     stop = kill
+
+
+class Health:
+    """The health watch's interface, with deaths scripted per call of `take` (the driver calls it at each stage
+    boundary): {call number: [(role, rank)]}."""
+
+    interval_s = 1.0
+
+    def __init__(self, script: dict[int, list[tuple[str, int]]] | None = None):
+        self.script, self.calls = script or {}, 0
+
+    def take(self) -> list:
+        self.calls += 1
+        return [Death(role, rank, 0.0, "RESTARTING", 1) for role, rank in self.script.get(self.calls, [])]
 
 
 class Sync:
@@ -166,7 +192,8 @@ class Actors:
     ranks, the train call (1-based) in which rank 0 dies, or None."""
 
     def __init__(self, generators: int = 2, scorers: int = 2, learners: int = 2,
-                 learner_deaths: list[int | None] = (), sync_failures: tuple[int, ...] = ()):
+                 learner_deaths: list[int | None] = (), sync_failures: tuple[int, ...] = (),
+                 deaths_between_calls: dict[int, list[tuple[str, int]]] | None = None):
         self.generators = Pool("generator", [Generator() for _ in range(generators)])
         self.scorers = self.eval_scorers = self.general_scorers = Pool("scorer", [Scorer() for _ in range(scorers)])
         self.judges = Pool("judge", [])
@@ -174,6 +201,7 @@ class Actors:
         self.learners = self.start_learners()
         self.syncs: list[Sync] = []
         self.sync_failures = sync_failures
+        self.health = Health(deaths_between_calls)
         self.startup = Startup(True, [], {"parameters": 1000, "device": "cpu", "weights_dtype": "float32",
                                           "compute_dtype": "float32"}, "float32", 0.1, 0.1, 1)
         self.stopped = False
@@ -182,6 +210,10 @@ class Actors:
         dies = self.learner_deaths[self.learner_starts] if self.learner_starts < len(self.learner_deaths) else None
         self.learner_starts += 1
         return Pool("learner", [Learner(rank, dies if rank == 0 else None) for rank in range(self.learner_count)])
+
+    def pools(self) -> dict[str, Pool]:
+        return {"generator": self.generators, "scorer": self.scorers, "judge": self.judges,
+                "learner": self.learners}
 
     def make_sync(self) -> Sync:
         self.syncs.append(Sync(self.generators, restart_all_on_failure=bool(self.sync_failures),

@@ -155,3 +155,26 @@ def test_a_collective_sync_that_fails_restarts_every_generator_and_refits_them_a
     assert [row["policy_version"]["samples"] for row in rows[1:]] == [[0], [1], [2], [3]]
     assert [row["served_weights"] for row in rows] == [[float(k)] * 2 for k in range(ITERATIONS + 1)]
     assert sync.closed == 1  # the group's communicators are closed when the run ends
+
+
+def test_a_generator_that_died_between_calls_is_refitted_before_it_samples_and_recorded(tmp_path):
+    """Ray restarts a generator killed between two calls on the base weights; the health watch saw it, so the driver
+    refits it to the current policy version before the next batch is drawn, and records the restart."""
+    # take() is called three times per iteration (its start, before the sync, before the evaluation): the 4th call
+    # is iteration 2's start.
+    actors = Actors(deaths_between_calls={4: [("generator", 1)]})
+    driver = make_driver(tmp_path, actors)
+    summary = run(driver)
+    rows = summary["iterations"]
+    assert actors.generators.replaced == [(1, "died between calls (seen RESTARTING by the health watch)")]
+    assert actors.syncs[0].refits == [1]  # refitted to iteration 1's weights before iteration 2 samples on them
+    assert [row["policy_version"]["samples"] for row in rows[1:]] == [[0], [1], [2], [3]]
+
+
+def test_a_learner_rank_that_died_between_calls_restarts_the_group(tmp_path):
+    actors = Actors(deaths_between_calls={7: [("learner", 1)]})  # iteration 3's start
+    driver = make_driver(tmp_path, actors)
+    summary = run(driver)
+    (restart,) = summary["restarts"]["learner"]
+    assert restart["rank"] == 1 and restart["iteration"] == 3 and restart["cause"].startswith("died between calls")
+    assert [row["prompt_ids"] for row in summary["iterations"][1:]] == expected_prompt_ids(driver, ITERATIONS)
