@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tao-ray-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install demo test test-fast lint clean bench gpu-check
+.PHONY: install demo test test-fast lint clean bench gpu-check test-deps
 
 install: $(STAMP)
 
@@ -34,7 +34,16 @@ demo: install
 	# --overwrite: a second `make demo` runs the demo again instead of refusing to replace runs/demo-cpu/.
 	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml --overwrite
 
-test: install
+# What the suite uses beyond Python: Debian's slurm-wlm and munge for the SLURM tests (tests/e2e/test_slurm.py),
+# installed where apt-get is there and we are root; elsewhere those tests are skipped with the reason.
+test-deps:
+	@if ! command -v slurmctld >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing slurm-wlm and munge (apt-get) for the SLURM tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null \
+			|| echo "slurm-wlm could not be installed: the SLURM tests will be skipped"; \
+	fi
+
+test: install test-deps
 	$(VENV)/bin/ruff check tao_ray tests benchmarks tools
 	$(VENV)/bin/tao-ray demo-model
 	$(PY) -m pytest tests

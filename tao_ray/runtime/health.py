@@ -70,9 +70,8 @@ class HealthWatch:
         """Stop watching actors the run replaces or kills itself (a learner group started again)."""
         with self._lock:
             for handle in actors:
-                key = self.key(handle)
-                self._watched.pop(key, None)
-                self._deaths = [d for d in self._deaths if self._watched.get(key) != (d.role, d.rank)]
+                watched = self._watched.pop(self.key(handle), None)
+                self._deaths = [d for d in self._deaths if (d.role, d.rank) != watched]
 
     def acknowledge(self, handle) -> None:
         """The supervisor handled this actor's death through a failed call: its restarts so far are known."""

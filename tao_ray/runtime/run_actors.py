@@ -69,9 +69,11 @@ class RunActors:
         return found
 
     def watch(self) -> None:
-        """Start watching every actor (health.py)."""
+        """Start watching every actor Ray restarts (health.py). Judges are not restarted: a dead one fails the
+        scoring that goes through it, which is counted there."""
         for role, pool in self.pools().items():
-            self.health.watch(role, pool.actors)
+            if role != "judge":
+                self.health.watch(role, pool.actors)
         self.supervisor.health = self.health
         self.health.start()
 
