@@ -21,13 +21,13 @@ from typing import Any
 import ray
 
 from tao_ray.config import Recipe
-from tao_ray.core import algorithms, data_parallel, diversity, learning, perf, selection
+from tao_ray.core import algorithms, data_parallel, learning, perf, selection
 from tao_ray.core.batch import Generation, RolloutBatch
 from tao_ray.core.composition import Scores
 from tao_ray.data.inputs import RunInputs
 from tao_ray.data.order import PromptOrder
 from tao_ray.errors import TaoError
-from tao_ray.loop import evaluation, pipeline
+from tao_ray.loop import evaluation, pipeline, rows
 from tao_ray.loop.checkpointing import Checkpointer
 from tao_ray.loop.prompt_feed import PromptFeed
 from tao_ray.loop.rollouts import Rollouts
@@ -165,9 +165,10 @@ class TaoDriver:
         with self.timed(timing, "checkpoint", iteration):
             self.checkpoint(iteration, evaluation.eligible_reward(eval_row))
         self.tracker.iteration_done(iteration)
-        self.log_iteration(iteration, eval_row, timing=timing,
-                           train_row=self.train_row(prompts, generations, scores, scoring, batch, timing,
-                                                    train_metrics, receive_s, evaluated))
+        self.log_iteration(iteration, eval_row, timing=timing, train_row=rows.train_fields(
+            self.recipe.generation.strategy, prompts, generations, scores, scoring, len(batch), timing, train_metrics,
+            receive_s, evaluated.versions if evaluated is not None else None, self.checkpointer.write_s,
+            self.feed.order_state()))
         reason = self.stop_reason() if evaluated is not None else None
         limit = self.recipe.run.max_wall_minutes
         if not reason and limit is not None and time.perf_counter() - self.started_at > 60 * limit:
@@ -356,32 +357,6 @@ class TaoDriver:
         yield note
         timing[stage] = time.perf_counter() - started
         self.tracker.progress(iteration, self.recipe.run.iterations, stage, timing[stage], ", ".join(note))
-
-    def train_row(self, prompts, generations: list[Generation], scores: Scores, scoring: dict[str, Any],
-                  batch: RolloutBatch, timing: dict[str, float], train_metrics: dict, receive_s: float,
-                  evaluated: evaluation.Evaluation | None) -> dict[str, Any]:
-        """The summary row's training fields. Reported numbers are raw scores: comparable across iterations
-        whatever the normalization."""
-        flat_rewards = [r for group in scores.raw for r in group if r is not None]
-        tokens = sum(g.tokens_drawn or g.tokens_generated for g in generations)
-        # Samples drawn with the evaluation have no time of their own; drawn in the background, that thread's.
-        sampling_s = timing.get("sampled_ahead", timing["generate"])
-        return {
-            "train_reward_mean": selection.mean(flat_rewards),
-            "samples_generated": sum(g.samples_drawn or len(g.response_texts) for g in generations),
-            "samples_kept": len(batch), "scoring_failed": scores.failed, "tokens_generated": tokens,
-            "tokens_per_s": tokens / sampling_s if sampling_s else None,
-            "weight_sync_s": timing["sync"], "weight_receive_s": receive_s, "train": train_metrics,
-            "sampled_ahead_s": timing.get("sampled_ahead"),
-            "checkpoint_write_s": self.checkpointer.write_s,
-            "scoring": scoring,
-            "prompt_ids": [p.id for p in prompts], "prompt_order": self.feed.order_state(),
-            "policy_version": {"samples": sorted({g.policy_version for g in generations}),
-                               "heldout": evaluated.versions if evaluated is not None else None},
-            "diversity": {"strategy": self.recipe.generation.strategy, **diversity.batch_metrics(
-                [g.response_texts for g in generations], scores.raw,
-                [g.tokens_drawn or g.tokens_generated for g in generations],
-                [g.mean_distance for g in generations], [g.samples_drawn for g in generations])}}
 
     def log_iteration(self, iteration: int, eval_row: dict[str, Any], timing: dict[str, float],
                       train_row: dict[str, Any]) -> None:

@@ -74,7 +74,7 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 def write_report(run_dir: Path) -> Path:
     """Writes RUN_DIR/report.html and its plots; returns the page's path."""
-    from tao_ray.run import report_plots
+    from tao_ray.run import report_plots  # matplotlib loads only when a report is drawn, not with the driver
 
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
@@ -144,7 +144,7 @@ def outcome(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def iteration_table(rows: list[dict]) -> str:
-    from tao_ray.run.report_plots import after_base, tokens_per_sample
+    from tao_ray.run.report_plots import after_base, tokens_per_sample  # matplotlib: see write_report
 
     body = [[str(row["iteration"]), fmt(row.get("heldout_reward_mean")), _versus(row),
              fmt(row.get("transfer_reward_mean")), fmt(row.get("general_reward_mean")),
