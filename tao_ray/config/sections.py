@@ -38,11 +38,15 @@ class DataSection:
     max_train_prompts: int | None = None
     """Use only the first N training prompts (null: all)."""
     max_heldout_prompts: int | None = None
-    """Use only the first N prompts of each evaluated set: held-out, transfer and general (null: all)."""
+    """Use only the first N prompts of each evaluated set: held-out, transfer, unseen and general (null: all)."""
     transfer_prompts: str = ""
     """Optional JSONL prompt file asking for the same skill in other words and formats than the training prompts:
     answered and scored (eval.reward) with the held-out prompts every evaluation and reported beside them, never
     used to pick the best checkpoint. It shows whether the skill was learned or one file's phrasing."""
+    unseen_prompts: str = ""
+    """Optional JSONL prompt file of the same task asking for kinds of constraint the training prompts never use:
+    answered and scored (eval.reward) with the held-out prompts and reported beside them, never used to pick the
+    best checkpoint. It shows whether what was learned carries over to new kinds of instruction."""
     general_prompts: str = ""
     """Optional JSONL prompt file outside the task's domain, scored by eval.general_reward with every evaluation:
     its change against the base model is reported, and a drop over eval.max_general_drop vetoes the iteration as

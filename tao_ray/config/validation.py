@@ -64,6 +64,17 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
     def fail(key: str, problem: str) -> typing.NoReturn:
         raise TaoError(f"{located.where(key)}: key '{key}' {problem}")
 
+    _validate_values(recipe, fail)
+    _validate_lora(recipe, fail)
+    _validate_guards(recipe, fail)
+    _validate_generation(recipe.generation, fail)
+    _validate_limits(recipe, fail)
+    _validate_gpus(recipe, fail)
+    _validate_devices(recipe, fail)
+
+
+def _validate_values(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """Required keys, choices, and numbers that must be positive or not negative; reward expressions."""
     for key in REQUIRED:
         if not get(recipe, key):
             fail(key, "is required; name a JSONL prompt file")
@@ -94,6 +105,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
                 registry.parse(get(recipe, key))
             except ValueError as exc:
                 fail(key, str(exc))
+
+
+def _validate_lora(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """LoRA: ranks vLLM can serve, and adapter sync only where adapters are whole."""
     for key in ("training.lora.r", "training.lora.alpha", "training.lora.dropout"):
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative (training.lora.r=0 turns LoRA off)")
@@ -104,6 +119,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
              "use training.lora.sync=merged or training.zero_stage=2")
     if recipe.training.lora.dropout >= 1:
         fail("training.lora.dropout", "must be below 1")
+
+
+def _validate_guards(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """The evaluation's guards and the prompt store's mix."""
     if recipe.eval.max_drop is not None and recipe.eval.max_drop < 0:
         fail("eval.max_drop", "must not be negative, or null to turn the guard off")
     if recipe.eval.max_general_drop is not None and recipe.eval.max_general_drop < 0:
@@ -117,7 +136,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
     if recipe.data.recent_versions < 1 or recipe.data.half_life_versions <= 0:
         fail("data.recent_versions" if recipe.data.recent_versions < 1 else "data.half_life_versions",
              "must be positive")
-    _validate_generation(recipe.generation, fail)
+
+
+def _validate_limits(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """Timeouts, counts and sizes that bound the engines and the run."""
     for key in ("scoring.timeout_s", "scoring.sql.timeout_s", "scoring.http.timeout_s"):
         if get(recipe, key) <= 0:
             fail(key, f"is {get(recipe, key)}; it must be positive (seconds)")
@@ -149,7 +171,10 @@ def validate(recipe: Recipe, located: Located | None = None) -> None:
     for key in ("resources.max_actor_restarts", "run.max_restarts"):
         if get(recipe, key) < 0:
             fail(key, f"is {get(recipe, key)}; it must not be negative (0: no restarts)")
-    _validate_gpus(recipe, fail)
+
+
+def _validate_devices(recipe: Recipe, fail: Callable[[str, str], typing.NoReturn]) -> None:
+    """What each device needs: GPUs and tensor parallelism on cuda, a fixed KV cache on cpu."""
     res = recipe.resources
     if res.device == "cuda":
         if res.learner_gpus <= 0:

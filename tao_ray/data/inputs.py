@@ -36,6 +36,8 @@ class RunInputs:
     """Sampling weight per training prompt (data.mix=upweight_recent), None for a uniform shuffle."""
     transfer: list[PromptRecord] = field(default_factory=list)
     """data.transfer_prompts: the skill asked for in other words (reported, never used for selection)."""
+    unseen: list[PromptRecord] = field(default_factory=list)
+    """data.unseen_prompts: kinds of constraint never trained on (reported, never used for selection)."""
     general: list[PromptRecord] = field(default_factory=list)
     """data.general_prompts: outside the task's domain, scored by eval.general_reward (the trade-off guard)."""
 
@@ -144,7 +146,8 @@ def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
                        f"names {data.train_prompts}") from None
     heldout = load_prompts(heldout_file, data.max_heldout_prompts, key="data.heldout_prompts")
     optional = {}  # the evaluated sets besides the held-out one, where the recipe names them
-    for key, raw in (("transfer", data.transfer_prompts), ("general", data.general_prompts)):
+    for key, raw in (("transfer", data.transfer_prompts), ("unseen", data.unseen_prompts),
+                     ("general", data.general_prompts)):
         if raw:
             file = resolve_path(raw, recipe)
             optional[key] = (file, load_prompts(file, data.max_heldout_prompts, key=f"data.{key}_prompts"))
@@ -153,13 +156,14 @@ def prepare_inputs(recipe: Recipe, check_lengths: bool = True) -> RunInputs:
         for file, records in [(train_file, train), (heldout_file, heldout), *optional.values()]:
             check_prompt_lengths(records, model_dir, data.max_prompt_tokens, file)
     judge_model_dir = check_scoring(recipe, [(train_file, train), (heldout_file, heldout),
-                                             *([optional["transfer"]] if "transfer" in optional else [])],
+                                             *(optional[key] for key in ("transfer", "unseen") if key in optional)],
                                     [optional["general"]] if "general" in optional else [])
     scoring_paths = {key: str(resolve_path(raw, recipe).resolve()) for key, raw in (
         ("sql.database", recipe.scoring.sql.database), ("reward_model.path", recipe.scoring.reward_model.path)) if raw}
     return RunInputs(model_dir=model_dir, train=train, heldout=heldout, judge_model_dir=judge_model_dir,
                      scoring_paths=scoring_paths, train_weights=train_weights,
-                     transfer=optional.get("transfer", (None, []))[1], general=optional.get("general", (None, []))[1])
+                     transfer=optional.get("transfer", (None, []))[1], unseen=optional.get("unseen", (None, []))[1],
+                     general=optional.get("general", (None, []))[1])
 
 
 def general_reward(recipe: Recipe) -> str:

@@ -91,8 +91,9 @@ class TaoDriver:
         self.feed = PromptFeed(self.inputs.train, self.recipe.generation.prompts_per_iteration, self.fresh_order(),
                                self.rollouts, self.background)
         self.eval_sets = [evaluation.EvalSet(name, prompts, scorers) for name, prompts, scorers in (
-            ("heldout", self.inputs.heldout, actors.eval_scorers), ("transfer", self.inputs.transfer,
-                                                                     actors.eval_scorers),
+            ("heldout", self.inputs.heldout, actors.eval_scorers),
+            ("transfer", self.inputs.transfer, actors.eval_scorers),
+            ("unseen", self.inputs.unseen, actors.eval_scorers),
             ("general", self.inputs.general, actors.general_scorers)) if prompts]
         self.sync = actors.make_sync()
         summary, startup = self.tracker.summary, actors.startup

@@ -1,8 +1,9 @@
 """The label-free evaluation of one iteration's weights, and the guards it feeds.
 
-Up to three prompt sets are answered greedily in the same engine calls: the held-out prompts (they pick the best
+Up to four prompt sets are answered greedily in the same engine calls: the held-out prompts (they pick the best
 checkpoint), the transfer prompts (the same skill asked in other words and formats: was the skill learned, or one
-file's phrasing?) and the general prompts (outside the task: what did tuning trade away?). Each set is scored by its
+file's phrasing?), the unseen prompts (kinds of constraint never trained on: does it carry over?) and the general
+prompts (outside the task: what did tuning trade away?). Each set is scored by its
 own scorers and compared prompt by prompt with the base model's answers (iteration 0). An iteration whose answers
 are much longer than the base model's, or whose general reward fell too far, is vetoed: it cannot become the best
 checkpoint (core/selection.py guard_vetoes, the same rule `tao-ray promote` applies); so is one whose answers are
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from tao_ray.config import EvalSection
     from tao_ray.data.prompts import PromptRecord
 
-SETS = ("heldout", "transfer", "general")
+SETS = ("heldout", "transfer", "unseen", "general")
 
 
 @dataclass(frozen=True)

@@ -147,12 +147,13 @@ def iteration_table(rows: list[dict]) -> str:
     from tao_ray.run.report_plots import after_base, tokens_per_sample  # matplotlib: see write_report
 
     body = [[str(row["iteration"]), fmt(row.get("heldout_reward_mean")), _versus(row),
-             fmt(row.get("transfer_reward_mean")), fmt(row.get("general_reward_mean")),
+             fmt(row.get("transfer_reward_mean")), fmt(row.get("unseen_reward_mean")),
+             fmt(row.get("general_reward_mean")),
              fmt(row.get("length_ratio"), 2), fmt("; ".join(row.get("vetoed") or []) or None),
              fmt(row.get("train_reward_mean")), fmt((row.get("diversity") or {}).get("signal_fraction"), 2),
              fmt(tokens_per_sample(row), 1), fmt(row.get("tokens_per_s"), 0), fmt(after_base("weight_sync_s")(row), 2),
              f"{sum((row.get('timing_s') or {}).values()):.1f}"] for row in rows]
-    return _table(["iter", "held-out", "win rate vs base [95% CI]", "transfer", "general", "length vs base",
+    return _table(["iter", "held-out", "win rate vs base [95% CI]", "transfer", "unseen", "general", "length vs base",
                    "vetoed", "train", "signal", "tokens/sample", "tokens/s",
                    "sync s", "total s"], body, "numbers")
 

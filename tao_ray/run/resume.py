@@ -53,6 +53,7 @@ REFUSED = (
     "data.heldout_prompts",       # held-out answers are compared prompt by prompt with iteration 0 (win rate) and
     "data.max_heldout_prompts",   # across iterations (best checkpoint, early stop): the set must stay the same
     "data.transfer_prompts",      # compared with iteration 0's answers too
+    "data.unseen_prompts",        # ... as is this set
     "data.general_prompts",       # ... and so is this set (the general-skill guard)
     "generation.prompts_per_iteration",  # what one iteration (one row, one optimizer step) trains on: B prompts
     "generation.samples_per_prompt",     # of G samples each, G also being the group the advantages normalize over

