@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .cluster import REPO, VENV_BIN
+from .cluster import REPO, VENV_BIN, free_port
 from .slurm_cluster import SlurmCluster, missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(missing() is not None, reason=missing() or "")]
@@ -30,13 +30,13 @@ def slurm():
     cluster.stop()
 
 
-def job_processes(job_id: str) -> list[str]:
-    """Live processes of this job's Ray cluster (its temporary directory names the job)."""
+def job_processes(shared: Path) -> list[str]:
+    """Live processes of the job's Ray cluster (its own temporary directory, under `shared`)."""
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         try:
             cmdline = " ".join(process.info["cmdline"] or [])
-            if process.info["status"] != psutil.STATUS_ZOMBIE and f"/tmp/tao-ray-{job_id}" in cmdline:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and f"{shared}/ray" in cmdline:
                 found.append(cmdline[:200])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -44,12 +44,18 @@ def job_processes(job_id: str) -> list[str]:
 
 
 def submit(slurm: SlurmCluster, shared: Path, overrides: list[str]) -> str:
+    # Every port of the job's Ray a free one, and its own temporary directory: other Ray clusters may run on this
+    # machine (the suite's own), and one holding a default port (the dashboard agent's 52365 among them) would leave
+    # this head answering every job submission "No available agent".
+    ports = (f"--dashboard-agent-listen-port {free_port()} --metrics-export-port {free_port()} "
+             f"--ray-client-server-port {free_port()}")
     result = slurm.run(
         "sbatch", "--parsable", "--nodes=1", "--gpus-per-node=0", "--cpus-per-task=2", "--mem=0",
         f"--output={shared}/job-%j.out", "cluster/slurm.sbatch", cwd=REPO,
         env={"RECIPE": "recipes/demo-cpu.yaml", "OVERRIDES": " ".join(overrides), "TAO_RAY_SHARED": str(shared),
-             "TAO_RAY_NODE_OPTIONS": "--num-cpus 4", "RAY": str(VENV_BIN / "ray"), "TAO_RAY_BIN": str(VENV_BIN),
-             "PYTHON": str(VENV_BIN / "python")})
+             "TAO_RAY_NODE_OPTIONS": f"--num-cpus 4 {ports}", "TAO_RAY_TEMP_DIR": str(shared / "ray"),
+             "TAO_RAY_PORT": str(free_port()), "TAO_RAY_DASHBOARD_PORT": str(free_port()),
+             "RAY": str(VENV_BIN / "ray"), "TAO_RAY_BIN": str(VENV_BIN), "PYTHON": str(VENV_BIN / "python")})
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().split(";")[0]
 
@@ -66,7 +72,7 @@ def test_sbatch_runs_the_recipe_on_ray_inside_the_allocation_and_stops_ray(slurm
     assert summary["stopped"] == "completed" and [row["iteration"] for row in summary["iterations"]] == [0, 1]
     assert (shared / "runs" / "demo-cpu" / "checkpoints" / "iter-0001" / "model" / "config.json").is_file()
     assert "Ray stopped on 1 node(s)" in out
-    assert job_processes(job_id) == []
+    assert job_processes(shared) == []
 
 
 def test_scancel_mid_run_leaves_no_ray_process(slurm):
@@ -81,6 +87,6 @@ def test_scancel_mid_run_leaves_no_ray_process(slurm):
     assert slurm.run("scancel", job_id).returncode == 0
     assert slurm.wait(job_id, timeout_s=300) == "CANCELLED"
     deadline = time.monotonic() + 120  # the script's EXIT trap stops Ray; SLURM then kills what is left
-    while (left := job_processes(job_id)) and time.monotonic() < deadline:
+    while (left := job_processes(shared)) and time.monotonic() < deadline:
         time.sleep(3)
     assert left == [], left
