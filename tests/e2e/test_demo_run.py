@@ -59,7 +59,7 @@ def test_demo_recipe_two_iterations_with_two_generators(tmp_path):
     assert (best / "config.json").is_file() and (best / "tokenizer.json").is_file()
     assert list((run_dir / "wandb").glob("offline-run-*"))
     header = next(line for line in result.stdout.splitlines() if "heldout" in line and "train_s" in line)
-    assert header.split()[:5] == ["iter", "heldout", "transfer", "len_x", "train"]  # the console table
+    assert header.split()[:6] == ["iter", "heldout", "transfer", "unseen", "len_x", "train"]  # the console table
     # The run ends with its report; the base's and the best's sample answers are saved for its side-by-side table.
     assert (run_dir / "samples" / "iter-0000.jsonl").is_file() and (run_dir / "report.html").is_file()
     check_report(run_dir)  # last: without chromium this skips, after every other check has passed
