@@ -34,13 +34,16 @@ demo: install
 	# --overwrite: a second `make demo` runs the demo again instead of refusing to replace runs/demo-cpu/.
 	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml --overwrite
 
-# What the suite uses beyond Python: Debian's slurm-wlm and munge for the SLURM tests (tests/e2e/test_slurm.py),
-# installed where apt-get is there and we are root; elsewhere those tests are skipped with the reason.
+# What the suite uses beyond Python, installed where apt-get is there and we are root (elsewhere those tests skip
+# with the reason): Debian's slurm-wlm and munge for the SLURM tests (tests/e2e/test_slurm.py), chromium for the
+# report's headless render (tests/run/chromium.py).
+APT_TEST_PACKAGES := $(if $(shell command -v slurmctld),,slurm-wlm munge) $(if $(shell command -v chromium),,chromium)
+
 test-deps:
-	@if ! command -v slurmctld >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing slurm-wlm and munge (apt-get) for the SLURM tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null \
-			|| echo "slurm-wlm could not be installed: the SLURM tests will be skipped"; \
+	@if [ -n "$(strip $(APT_TEST_PACKAGES))" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing $(strip $(APT_TEST_PACKAGES)) (apt-get) for the tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_TEST_PACKAGES)) \
+			>/dev/null || echo "$(strip $(APT_TEST_PACKAGES)) could not be installed: their tests will be skipped"; \
 	fi
 
 test: install test-deps
