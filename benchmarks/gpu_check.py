@@ -64,25 +64,11 @@ def model_dir(given: str | None, scratch: Path) -> tuple[str, str]:
         return str(path), "demo architecture, random weights"
 
 
-def synthetic_batch(samples: int, vocab: int):
-    """Demo-shaped groups: one prompt of 35-54 tokens answered 4 times, responses of 20-64 tokens, +-1 advantages."""
-    import torch
-
-    from tao_ray.core.batch import RolloutBatch
-
-    rng = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(100, vocab, (int(torch.randint(35, 55, (1,), generator=rng)),), generator=rng).tolist()
-               for _ in range(-(-samples // 4))]
-    responses = [torch.randint(100, vocab, (int(torch.randint(20, 65, (1,), generator=rng)),), generator=rng).tolist()
-                 for _ in range(samples)]
-    return RolloutBatch([prompts[i // 4] for i in range(samples)], responses, [0.0] * samples,
-                        [(-1.0) ** i for i in range(samples)], [i // 4 for i in range(samples)])
-
-
 def check_config(name: str, zero_stage: int, lora_r: int, path: str, steps: int, samples: int, port: int,
                  scratch: Path, device: str = "cuda") -> dict:
     import torch
 
+    from benchmarks.learner_step import synthetic_batch
     from tao_ray.config import LoraSection, TrainingSection
     from tao_ray.core import perf
     from tao_ray.engine import diagnostics
@@ -110,7 +96,7 @@ def check_config(name: str, zero_stage: int, lora_r: int, path: str, steps: int,
     if zero_stage < 3:  # ZeRO-3 keeps the plain head (its partitioned weight is released in the backward pass)
         check("chunked head on", described["chunked_logprobs"])
         check("shared-prefix packing on", described["shared_prefix"])
-    batch = synthetic_batch(samples, learner.engine.module.config.vocab_size if not lora_r else 49152)
+    batch = synthetic_batch(samples, min(40000, learner.engine.module.config.vocab_size))
     before = learner.loss_on(batch)
     seconds = [learner.train(batch, -(-samples // 16))["seconds"] for _ in range(steps + 1)][1:]
     after = learner.loss_on(batch)

@@ -35,18 +35,18 @@ CONFIGS = [
 MICRO_BATCH = 16
 
 
-def synthetic_batch(samples: int):
+def synthetic_batch(samples: int, vocab: int = 40000):
     """Demo-like groups: one prompt of 35-54 tokens answered 4 times, responses of 20 to 64 tokens, +-1
-    advantages."""
+    advantages; token ids in [100, vocab)."""
     import torch
 
     from tao_ray.core.batch import RolloutBatch
 
     rng = torch.Generator().manual_seed(0)
-    group_prompts = [torch.randint(100, 40000, (int(torch.randint(35, 55, (1,), generator=rng)),),
+    group_prompts = [torch.randint(100, vocab, (int(torch.randint(35, 55, (1,), generator=rng)),),
                                    generator=rng).tolist() for _ in range(-(-samples // 4))]
     prompts = [group_prompts[i // 4] for i in range(samples)]
-    responses = [torch.randint(100, 40000, (int(torch.randint(20, 65, (1,), generator=rng)),),
+    responses = [torch.randint(100, vocab, (int(torch.randint(20, 65, (1,), generator=rng)),),
                                generator=rng).tolist() for _ in range(samples)]
     return RolloutBatch(prompts, responses, [0.0] * samples, [(-1.0) ** i for i in range(samples)],
                         [i // 4 for i in range(samples)])

@@ -113,9 +113,9 @@ def by_type(evaluation: Evaluation) -> dict[str, dict[str, dict[str, float]]]:
         components = evaluation.components.get(name, {})
         if len(components) > 1:
             for component, scores in components.items():
-                measured = [s for s in scores if s is not None]
+                measured = sum(s is not None for s in scores)
                 if measured:
-                    rates[f"reward/{component}"] = {"rate": sum(measured) / len(measured), "n": len(measured)}
+                    rates[f"reward/{component}"] = {"rate": selection.mean(scores), "n": measured}
         if rates:
             found[name] = rates
     return found

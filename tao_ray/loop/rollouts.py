@@ -65,11 +65,7 @@ class Rollouts:
         Those scored during sampling keep theirs; a failed sample is None in both."""
         scorers = scorers or self.scorers
         todo = [g for g in generations if g.rewards is None]
-        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo]
-        shards = split_evenly(pairs, len(scorers))
-        parts = scorers.each_shard("score", [([r for r, _ in shard], [t for _, t in shard]) if shard else None
-                                             for shard in shards])
-        results = [parts[k] for k in sorted(parts)]
+        results = _on_scorers(scorers, "score", [(prompts[g.prompt_index].as_dict(), g.response_texts) for g in todo])
         fresh = iter([pair for part in results for pair in zip(part.raw, part.learning)])
         both = [(g.rewards, g.learning_rewards) if g.rewards is not None else next(fresh) for g in generations]
         # Each component's scores, when every group was scored here (none during sampling): in generation order.
@@ -79,8 +75,15 @@ class Rollouts:
 
     def by_type(self, prompts: list[PromptRecord], generations: list[Generation], scorers) -> list[dict[str, float]]:
         """Per generation (one answer each, as evaluated): whether each behaviour its prompt asks for was met."""
-        pairs = [(prompts[g.prompt_index].as_dict(), g.response_texts[0]) for g in generations]
-        shards = split_evenly(pairs, len(scorers))
-        parts = scorers.each_shard("by_type", [([r for r, _ in shard], [t for _, t in shard]) if shard else None
-                                               for shard in shards])
-        return [found for k in sorted(parts) for found in parts[k]]
+        parts = _on_scorers(scorers, "by_type", [(prompts[g.prompt_index].as_dict(), g.response_texts[0])
+                                                 for g in generations])
+        return [found for part in parts for found in part]
+
+
+def _on_scorers(scorers, method: str, pairs: list[tuple[dict, object]]) -> list:
+    """scorer k's `method(records, responses)` on the k-th contiguous shard of (record, responses) pairs; the results
+    in shard order."""
+    shards = split_evenly(pairs, len(scorers))
+    parts = scorers.each_shard(method, [([r for r, _ in shard], [t for _, t in shard]) if shard else None
+                                        for shard in shards])
+    return [parts[k] for k in sorted(parts)]

@@ -87,28 +87,28 @@ class Supervisor:
         return time.perf_counter() - started
 
     def restart_generator(self, k: int, generators: list, sync, version: int, failure: faults.Failure) -> None:
-        generator = generators[k]
+        restart_s = self._bring_back_generator(k, generators[k], failure)
+        self.record("generator", k, failure.cause, failure.detect_s, restart_s,
+                    self._refit(generators[k], sync, version))
+
+    def _bring_back_generator(self, k: int, generator, failure: faults.Failure) -> float:
+        """Kill what its engine left, wait until Ray has brought the actor back, note its new engine's processes;
+        returns the seconds the restart took."""
         node, processes = self.engine_processes.pop(k, (None, []))
         if node is not None:  # an engine outlives its SIGKILLed actor; on a GPU it holds the replacement's memory
             faults.kill_orphans(node, processes)
         restart_s = self.bring_back("generator", k, generator, failure)
         self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
-        self.record("generator", k, failure.cause, failure.detect_s, restart_s,
-                    self._refit(generator, sync, version))
+        return restart_s
 
     def restart_all_generators(self, generators: list, sync, version: int, cause: str, detect_s: float) -> None:
         """A collective weight sync failed (NCCL: the group is unusable and some engines may be stuck in its
         receive): every generator is killed and brought back by Ray on the base weights, then all are refitted to
         `version` through one new group. None is left half-received."""
-        for k, generator in enumerate(generators):
+        for generator in generators:  # all at once: none may take part in the broken group any more
             ray.kill(generator, no_restart=False)
-            node, processes = self.engine_processes.pop(k, (None, []))
-            if node is not None:
-                faults.kill_orphans(node, processes)
-        restart_s = {}
-        for k, generator in enumerate(generators):
-            restart_s[k] = self.bring_back("generator", k, generator, faults.Failure(cause, False, detect_s))
-            self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))
+        failure = faults.Failure(cause, False, detect_s)
+        restart_s = {k: self._bring_back_generator(k, generator, failure) for k, generator in enumerate(generators)}
         started = time.perf_counter()
         if version > 0:
             sync.refit(generators, version, self.timeout("sync"))

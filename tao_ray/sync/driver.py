@@ -8,6 +8,13 @@ import ray
 from tao_ray.core import memory
 
 
+def engines_dtype(generators: list, timeout_s: float | None) -> str | None:
+    """The dtype every engine computes in, which the learner then sends; None for mixed engines (each converts on
+    load)."""
+    dtypes = set(ray.get([g.weight_dtype.remote() for g in generators], timeout=timeout_s))
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
 class CpuInPlaceSync:
     """Learner rank 0 -> every generator, in the engines' dtype. A generator on learner rank 0's node opens the
     learner's shared-memory file (only its path is sent); any other gets one payload through Ray's object store.
@@ -30,8 +37,7 @@ class CpuInPlaceSync:
         names = ray.get([learner.weight_names.remote() for learner in self.learners], timeout=timeout_s)[0]
         ray.get([g.check_metadata.remote(names) for g in self.generators], timeout=timeout_s)
         if self.engine_dtype:
-            dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators], timeout=timeout_s))
-            self.dtype = dtypes.pop() if len(dtypes) == 1 else None  # mixed engines: each converts on load
+            self.dtype = engines_dtype(self.generators, timeout_s)
         if self.shared_memory:
             self.channel = ray.get(self.learners[0].weights_channel.remote(), timeout=timeout_s)
         self.local = {}
@@ -101,8 +107,7 @@ class NcclBroadcastSync:
         """A new group (the previous one's communicators destroyed first) on a fresh port, and what each
         engine must expect: names, its own dtype, whole shapes (read without gathering)."""
         self.close(timeout_s)
-        dtypes = set(ray.get([g.weight_dtype.remote() for g in self.generators], timeout=timeout_s))
-        self.dtype = dtypes.pop() if len(dtypes) == 1 else None  # mixed engines: each converts on load
+        self.dtype = engines_dtype(self.generators, timeout_s)
         self.metas = ray.get([learner.broadcast_metadata.remote(self.dtype) for learner in self.learners],
                              timeout=timeout_s)[0]
         address, port = ray.get(self.learner.rendezvous_address.remote(), timeout=timeout_s)

@@ -77,9 +77,9 @@ class WeightSender:
         gathers stay collective. Each tensor is copied on the way (into `dtype`): the packer holds its tensors
         until a buffer is full, and ZeRO-3 releases a module's gathered weights when the next is asked for."""
         if self.learner.rank != 0:
-            for _ in self.learner.full_tensors():  # take part in every gather (ZeRO-3); nothing under ZeRO-2
-                if not self.learner.zero3:
-                    break
+            if self.learner.zero3:
+                for _ in self.learner.full_tensors():  # take part in every gather
+                    pass
             return
         from vllm.distributed.weight_transfer.packed_tensor import packed_nccl_broadcast_producer
 
