@@ -142,6 +142,12 @@ def _prompt_files(sub) -> None:
     ingest.add_argument("--ngram", type=int, default=thresholds.NGRAM,
                         help="a shared word n-gram of this length with a held-out prompt also contaminates "
                              "(default %(default)s)")
+    ingest.add_argument("--embed-actors", type=int, default=None,
+                        help="embedding actors on the Ray cluster (default: one per node)")
+    ingest.add_argument("--embed-gpus", type=float, default=0.0,
+                        help="GPUs per embedding actor (default 0: embed on CPU)")
+    ingest.add_argument("--embed-batch", type=int, default=None,
+                        help="prompts per call into an embedding actor (default 1024)")
     ingest.set_defaults(command_module="ingest")
     expand = sub.add_parser("expand", help="write a larger, diverse prompt file from a few seed prompts with an LLM, "
                                            "deduplicated and decontaminated")

@@ -23,7 +23,7 @@ from tao_ray.data.decontamination import CONTAMINATION_DISTANCE, NEAR_DUPLICATE_
 from tao_ray.data.embeddings import Embedder
 from tao_ray.data.inputs import resolve_model_path
 from tao_ray.data.prompts import load_prompts
-from tao_ray.data.store import write_atomic
+from tao_ray.data.store_layout import write_atomic
 from tao_ray.errors import TaoError
 from tao_ray.runtime import launch, session
 

@@ -3,8 +3,13 @@ flywheel's store) and `expand` (new prompts written from seeds).
 
 - the same normalized text (case, punctuation and spacing do not make a prompt new);
 - embeddings (unit vectors, so cosine distance is 1 - dot product) closer than a threshold;
-- against held-out and evaluation prompts only: a shared word n-gram.
-In: texts and an `embed(texts) -> [unit vector]` callable (tao_ray.data.embeddings.Embedder, or a stand-in in tests).
+- against held-out and evaluation prompts only: a shared word n-gram, or most of their shorter word shingles.
+
+Each check costs about the same whatever the number of references or stored prompts: n-grams are looked up in a
+hash set of every reference n-gram (exact, as benchmark decontamination does it), rewordings that keep most of a
+reference's words are found by MinHash-LSH and then verified by their exact shingle overlap, and embeddings go
+through a nearest-neighbour index (vector_index.py).
+In: texts and an `embed(texts) -> vectors` callable (tao_ray.data.embeddings.Embedder, or a stand-in in tests).
 No Ray.
 """
 
@@ -16,7 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tao_ray.data.prompts import load_prompts
+from tao_ray.data.vector_index import VectorIndex
 
 NEAR_DUPLICATE_DISTANCE = 0.05
 """Cosine distance of all-MiniLM-L6-v2 embeddings below which two prompts are one: rewordings such as "20 words" /
@@ -28,6 +36,13 @@ NGRAM = 13
 """Word n-gram length for contamination, as in the usual benchmark decontamination. Shorter grams flag prompts that
 merely share templated instruction wording ("Do not use any commas. End your answer with ..."); short paraphrases
 are caught by the embedding distance instead."""
+
+SHINGLE = 5
+"""Word shingle length for the reworded-copy check: a prompt that keeps most of a reference's 5-word runs while
+breaking every 13-word one (a few words swapped along the way) is still that reference."""
+SHINGLE_OVERLAP = 0.5
+"""Jaccard overlap of 5-word shingle sets at or above which a prompt is a reworded copy of a reference."""
+PERMUTATIONS = 128
 
 Embed = Callable[[list[str]], Sequence[Any]]
 _WORD = re.compile(r"\w+")
@@ -52,18 +67,34 @@ def prompt_key(text: str) -> str:
     return hashlib.sha256(normalize(text).encode()).hexdigest()
 
 
+def as_matrix(vectors: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """[n, dim] float32 from an embedder's output (a matrix, or one vector or tensor per text)."""
+    if isinstance(vectors, np.ndarray):
+        return vectors.astype(np.float32, copy=False)
+    return np.stack([np.asarray(v, dtype=np.float32) for v in vectors]) if len(vectors) else np.zeros((0, 0),
+                                                                                                     np.float32)
+
+
 def distances(new: Sequence[Any], old: Sequence[Any]):
-    """[len(new), len(old)] cosine distances between unit vectors (2.0, the farthest, fills an empty side)."""
+    """[len(new), len(old)] cosine distances between unit vectors, exactly (2.0, the farthest, fills an empty side):
+    for tests and small sets; the stores go through VectorIndex."""
     import torch
 
     if not len(old) or not len(new):
         return torch.full((len(new), len(old)), 2.0)
-    return 1.0 - torch.stack(list(new)) @ torch.stack(list(old)).T
+    return 1.0 - torch.as_tensor(as_matrix(new)) @ torch.as_tensor(as_matrix(old)).T
 
 
-def nearest(vector: Any, others: Sequence[Any]) -> float:
-    """The distance from `vector` to the closest of `others` (2.0 when there are none)."""
-    return float(distances([vector], others)[0].min()) if len(others) else 2.0
+def _gram_hash(gram: tuple[str, ...]) -> int:
+    return int.from_bytes(hashlib.blake2b(" ".join(gram).encode(), digest_size=8).digest(), "little")
+
+
+def _minhash(shingles: set[tuple[str, ...]]):
+    from datasketch import MinHash
+
+    signature = MinHash(num_perm=PERMUTATIONS, seed=1)
+    signature.update_batch([" ".join(s).encode() for s in shingles])
+    return signature
 
 
 class References:
@@ -75,32 +106,65 @@ class References:
 
     def __init__(self, paths: Sequence[str | Path], embed: Embed, ngram: int = NGRAM,
                  distance: float = CONTAMINATION_DISTANCE, gram_text: Callable[[Any], str] | None = None):
+        # Imported with the references: a run that reads a store never needs the LSH.
+        from datasketch import MinHashLSH
+
         self.files = {str(Path(p)): load_prompts(p, key="--decontaminate file") for p in paths}
         self.embed, self.ngram, self.distance = embed, ngram, distance
         self.entries = [(file, prompt_text(r.messages)) for file, records in self.files.items() for r in records]
         records = [r for records in self.files.values() for r in records]
         picked = [gram_text(r) if gram_text else prompt_text(r.messages) for r in records]
-        self.grams = [(file, ngrams(text, ngram), normalize(text)) for (file, _), text in zip(self.entries, picked)]
-        self._vectors: list | None = None
+        self.gram_owner: dict[int, int] = {}  # n-gram hash -> the first reference holding it
+        self.plain_owner: dict[str, int] = {}
+        self.shingles: list[set[tuple[str, ...]]] = []
+        self.lsh = MinHashLSH(threshold=SHINGLE_OVERLAP, num_perm=PERMUTATIONS)
+        for j, text in enumerate(picked):
+            for gram in ngrams(text, ngram):
+                self.gram_owner.setdefault(_gram_hash(gram), j)
+            self.plain_owner.setdefault(normalize(text), j)
+            shingles = ngrams(text, SHINGLE)
+            self.shingles.append(shingles)
+            if shingles:
+                self.lsh.insert(j, _minhash(shingles))
+        self._index: VectorIndex | None = None
 
     def texts(self) -> list[str]:
         return [text for _, text in self.entries]
 
-    def vectors(self) -> list:
-        if self._vectors is None:  # embedded on first use: a run with nothing to compare loads no model
-            self._vectors = list(self.embed(self.texts())) if self.entries else []
-        return self._vectors
+    def index(self) -> VectorIndex:
+        if self._index is None:  # embedded on first use: a run with nothing to compare loads no model
+            vectors = as_matrix(self.embed(self.texts()))
+            self._index = VectorIndex(vectors.shape[1])
+            self._index.add(vectors)
+        return self._index
 
     def copied_by(self, gram_text: str, vector: Any) -> tuple[str, str, float] | None:
-        """(file, "ngram" or "embedding", distance) of the first reference this prompt copies, else None."""
-        grams, plain = ngrams(gram_text, self.ngram), normalize(gram_text)
-        for file, reference_grams, reference_plain in self.grams:
-            if grams & reference_grams or plain == reference_plain:
-                return file, "ngram", 0.0
-        if not self.entries:
-            return None
-        row = distances([vector], self.vectors())[0]
-        j = int(row.argmin())
-        if float(row[j]) < self.distance:
-            return self.entries[j][0], "embedding", float(row[j])
-        return None
+        """(file, "ngram" or "embedding", distance) of a reference this prompt copies, else None."""
+        return self.copied_by_many([gram_text], as_matrix([vector]))[0]
+
+    def copied_by_many(self, gram_texts: Sequence[str], vectors: np.ndarray) -> list[tuple[str, str, float] | None]:
+        """copied_by for a batch: one index search for all of its vectors."""
+        hits: list[tuple[str, str, float] | None] = [self._copied_words(text) for text in gram_texts]
+        unresolved = [i for i, hit in enumerate(hits) if hit is None]
+        if self.entries and unresolved:
+            near, owner = self.index().nearest(vectors[unresolved])
+            for i, d, j in zip(unresolved, near, owner):
+                if d < self.distance:
+                    hits[i] = (self.entries[j][0], "embedding", float(d))
+        return hits
+
+    def _copied_words(self, text: str) -> tuple[str, str, float] | None:
+        owner = self.plain_owner.get(normalize(text))
+        if owner is None:
+            owner = next((self.gram_owner[h] for h in map(_gram_hash, ngrams(text, self.ngram))
+                          if h in self.gram_owner), None)
+        if owner is None and self.entries:
+            shingles = ngrams(text, SHINGLE)
+            if shingles:
+                # LSH proposes references; the exact overlap decides (its false positives cost only this check).
+                for j in self.lsh.query(_minhash(shingles)):
+                    union = len(shingles | self.shingles[j])
+                    if union and len(shingles & self.shingles[j]) / union >= SHINGLE_OVERLAP:
+                        owner = j
+                        break
+        return None if owner is None else (self.entries[owner][0], "ngram", 0.0)

@@ -27,12 +27,13 @@ from tao_ray.data.decontamination import (
     NEAR_DUPLICATE_DISTANCE,
     Embed,
     References,
-    nearest,
+    as_matrix,
     normalize,
     prompt_key,
     prompt_text,
 )
 from tao_ray.data.prompts import PromptRecord
+from tao_ray.data.vector_index import VectorIndex
 
 # Each rewrite is taught by three worked turns before the real one: a 135M model follows examples where it ignores
 # a bare instruction (asked to "rewrite this request", it answers the request instead). The examples' topics stay
@@ -196,13 +197,21 @@ def build_prompt(task: str, seed: Seed, method: str, model: str, round_number: i
 
 class Acceptance:
     """Accepts a new prompt unless it repeats a seed or an accepted prompt (the same normalized text, or embedding
-    within `near_duplicate_distance`) or copies a held-out prompt (see decontamination.References)."""
+    within `near_duplicate_distance`) or copies a held-out prompt (see decontamination.References). Repeats are
+    found through the same nearest-neighbour index `ingest` uses."""
 
     def __init__(self, seed_texts: Sequence[str], seed_vectors: Sequence[Any], references: References,
                  near_duplicate_distance: float = NEAR_DUPLICATE_DISTANCE):
         self.keys = {prompt_key(t) for t in seed_texts}
-        self.vectors = list(seed_vectors)
+        self.index: VectorIndex | None = None
+        if len(seed_vectors):
+            self._remember(as_matrix(seed_vectors))
         self.references, self.near_duplicate_distance = references, near_duplicate_distance
+
+    def _remember(self, vectors: Any) -> None:
+        if self.index is None:
+            self.index = VectorIndex(vectors.shape[1])
+        self.index.add(vectors)
 
     def reason_to_reject(self, text: str, task: str, vector: Any) -> str | None:
         """None (and the prompt counts as accepted from now on) or the rejection reason. N-grams are compared on the
@@ -210,12 +219,13 @@ class Acceptance:
         key = prompt_key(text)
         if key in self.keys:
             return "exact_duplicate"
-        if self.references.copied_by(task, vector) is not None:
+        vector = as_matrix([vector])
+        if self.references.copied_by_many([task], vector)[0] is not None:
             return "contaminated"
-        if nearest(vector, self.vectors) < self.near_duplicate_distance:
+        if self.index is not None and self.index.nearest(vector)[0][0] < self.near_duplicate_distance:
             return "near_duplicate"
         self.keys.add(key)
-        self.vectors.append(vector)
+        self._remember(vector)
         return None
 
 

@@ -17,7 +17,7 @@ from tao_ray.config import Recipe, locate
 from tao_ray.data import mix
 from tao_ray.data.demo_model import DEMO_ALIAS, materialize
 from tao_ray.data.prompts import PromptRecord, load_prompts
-from tao_ray.data.store import is_store, newest_version, prompts_file
+from tao_ray.data.store_layout import is_store, newest_version, prompts_file
 from tao_ray.errors import TaoError
 from tao_ray.rewards import registry
 

@@ -6,7 +6,8 @@ the math scorer), "reference_sql" (a query whose result the sql scorer compares 
 judge's pairwise reference), "instruction_id_list" with "kwargs" (verifiable instructions in IFEval's format, checked
 by the instructions scorer; see rewards/instructions.py) and "metadata" (kept, passed to function and http scorers,
 not interpreted).
-In: a path. Out: a list of `PromptRecord`, or a TaoError naming the file, line and key.
+In: a path (a prompt file, or a prompt store's version directory). Out: a list of `PromptRecord`, or a TaoError
+naming the file, line and key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_ray.data.jsonl import read_objects
+from tao_ray.data.store_layout import is_version_dir, version_objects
 from tao_ray.errors import TaoError
 from tao_ray.rewards.constraints import validate_constraint
 
@@ -107,12 +109,17 @@ def _record(obj: Any, where: str, index: int) -> PromptRecord:
 
 
 def load_prompts(path: str | Path, limit: int | None = None, key: str = "prompt file") -> list[PromptRecord]:
-    """Read and validate every line (blank lines are skipped). `key` names the recipe key in errors."""
+    """Read and validate every line (blank lines are skipped) of a prompt file, or every prompt of one version of a
+    prompt store (a directory `tao-ray ingest` wrote). `key` names the recipe key in errors."""
     path = Path(path)
-    if not path.is_file():
+    if is_version_dir(path):
+        objects = version_objects(path)
+    elif path.is_file():
+        objects = read_objects(path)
+    else:
         raise TaoError(f"{path}: {key} not found; check the path (relative paths start at the current directory)")
     records: list[PromptRecord] = []
-    for where, obj in read_objects(path):
+    for where, obj in objects:
         records.append(_record(obj, where, len(records)))
         if limit is not None and len(records) >= limit:
             break

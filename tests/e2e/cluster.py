@@ -8,6 +8,7 @@ their children (vLLM engine processes included), leaving any other Ray on the ma
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -75,6 +76,15 @@ class LocalCluster:
         """cluster/submit.sh from the repository root, as the README tells users."""
         return subprocess.run(["bash", str(REPO / "cluster" / "submit.sh"), *args], cwd=REPO,
                               env={**self.env, "RAY_ADDRESS": self.dashboard}, capture_output=True, text=True,
+                              timeout=timeout_s)
+
+    def job(self, *entrypoint: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
+        """`ray job submit -- ENTRYPOINT` with tao-ray's bin directory first on the job's PATH, as on a cluster whose
+        image installs tao-ray (the raylets' own PATH does not name it)."""
+        runtime_env = json.dumps({"env_vars": {"PATH": f"{VENV_BIN}:{self.env['PATH']}"}})
+        return subprocess.run([str(VENV_BIN / "ray"), "job", "submit", "--address", self.dashboard,
+                               "--runtime-env-json", runtime_env, "--", *entrypoint],
+                              env={**self.env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
                               timeout=timeout_s)
 
     def stop(self) -> None:

@@ -1,8 +1,11 @@
-"""`tao-ray ingest` as users run it: twice, with overlapping logs, into one store (no Ray; the real embedder)."""
+"""`tao-ray ingest` as users run it: twice, with overlapping logs, into one store (a local Ray, the real embedder on
+its Ray Data actor pool)."""
 
 import json
 import subprocess
 import sys
+
+from tao_ray.data.prompts import load_prompts
 
 
 def tao_ray(*args):
@@ -35,11 +38,12 @@ def test_two_overlapping_ingests_store_each_prompt_once(tmp_path):
     second = tao_ray("ingest", str(day2), "--store", str(store), "--decontaminate", str(heldout))
     assert second.returncode == 0, second.stderr
     assert "as v0002: 5 read, 2 added, 2 exact duplicates, 0 near duplicates, 1 contaminated" in second.stdout
-    stored = [json.loads(line) for line in (store / "versions" / "v0002" / "prompts.jsonl").read_text().splitlines()]
-    assert sorted(r["prompt"] for r in stored) == sorted(PROMPTS)
-    assert [r["metadata"]["version"] for r in stored] == [1, 1, 1, 2, 2]
+    stored = load_prompts(store / "versions" / "v0002")
+    assert sorted(r.messages[-1]["content"] for r in stored) == sorted(PROMPTS)
+    assert [r.metadata["version"] for r in stored] == [1, 1, 1, 2, 2]
     manifest = json.loads((store / "versions" / "v0002" / "manifest.json").read_text())
     assert manifest["contaminated_by"] == {str(heldout): 1} and manifest["dropped"][-1]["by"] == "embedding"
+    assert sum(manifest["embedded_on"].values()) == 3 and "embedded on 1 node" in second.stdout
 
 
 def test_a_bad_log_is_one_line_with_file_and_line(tmp_path):

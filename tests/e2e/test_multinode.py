@@ -1,6 +1,6 @@
 """The README's cluster path on a real 2-node Ray cluster (two raylets on this machine, token authentication):
 `cluster/submit.sh` -> `ray job submit --working-dir .` -> `python -m tao_ray run` with the actors spread over the
-nodes and the outputs in an absolute run.output_dir."""
+nodes and the outputs in an absolute run.output_dir; and `ray job submit -- tao-ray ingest` embedding on both nodes."""
 
 import json
 from pathlib import Path
@@ -65,3 +65,19 @@ def test_ray_job_submit_spreads_the_run_over_two_nodes(two_nodes, tmp_path):
     base, trained = (row["served_weights"] for row in summary["iterations"])
     assert None not in base + trained and trained != base, "the generator serves the same weights after the sync"
     assert Path(summary["model"]).is_absolute()
+
+
+def test_ingest_as_a_ray_job_embeds_on_both_nodes(two_nodes, tmp_path):
+    subjects = ["a lighthouse", "sourdough bread", "a chess opening", "tide pools", "a bicycle gear", "owls",
+                "glaciers", "a jazz trio", "paper money", "honeybees", "a suspension bridge", "volcanoes"]
+    asks = ["Explain to a child how {} works.", "Write a limerick about {}.", "List three surprising facts about {}.",
+            "Describe {} to someone who has never seen one.", "What is the history of {}?"]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"prompt": f"{ask.format(s)} Keep it under {n} words."}) + "\n"
+                           for n in (40, 90) for ask in asks for s in subjects))  # 120 prompts
+    store = tmp_path / "store"
+    result = two_nodes.job("tao-ray", "ingest", str(log), "--store", str(store), "--embed-batch", "10")
+    assert result.returncode == 0 and "succeeded" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+    manifest = json.loads((store / "versions" / "v0001" / "manifest.json").read_text())
+    assert len(manifest["embedded_on"]) == 2, manifest["embedded_on"]  # the two raylets' node ids
+    assert sum(manifest["embedded_on"].values()) == 120 and "embedded on 2 nodes" in result.stdout
