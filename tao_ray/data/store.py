@@ -245,7 +245,7 @@ def migrate(store: Path, pointer: dict[str, Any], embedding: Embedding) -> dict[
             table["record"].to_pylist(), table["key"].to_pylist(), table["text"].to_pylist())]
         writer.write(rows, vectors)
         index.add(vectors)
-    index_name = f"{INDEX}/{pointer['newest']}-migrated.usearch"
+    index_name = f"{INDEX}/{pointer['newest']}-migrated.faiss"
     index.save(store / index_name)
     migrated = {"format": FORMAT, "newest": pointer["newest"], "versions": pointer["versions"],
                 "shards": writer.commit(), "index": index_name,
@@ -370,8 +370,8 @@ def _commit(store: Path, name: str, number: int, manifest: dict[str, Any], index
             embedder: str) -> None:
     """The index and the version directory under new names, then the pointer; the previous index goes last."""
     previous = read_pointer(store)
-    index_name = f"{INDEX}/{name}.usearch"
-    temporary = store / INDEX / f".{name}.usearch.tmp"
+    index_name = f"{INDEX}/{name}.faiss"
+    temporary = store / INDEX / f".{name}.faiss.tmp"
     index.save(temporary)
     os.replace(temporary, store / index_name)
     versions = store / VERSIONS

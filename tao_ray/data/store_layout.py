@@ -1,12 +1,12 @@
 """A prompt store on disk: where each part lives, how a version is read, and the atomic writes that change it.
 
     DIR/store.json                    {"format": 2, "newest": "v0003", "versions": 3, "shards": [...],
-                                       "index": "index/v0003.usearch", "embedder": {"name": ..., "dim": 384}}
+                                       "index": "index/v0003.faiss", "embedder": {"name": ..., "dim": 384}}
     DIR/shards/v0003-000.parquet      the prompts one ingest added: id, key (hash of the normalized text), text,
                                       record (the stored prompt line, JSON), version, embedding
     DIR/versions/v0003/manifest.json  what that ingest read, added and dropped (and why), and the shards that make
                                       up this version: every shard so far, so a version never copies a prompt
-    DIR/index/v0003.usearch           the near-duplicate index over every stored embedding, extended by each ingest
+    DIR/index/v0003.faiss           the near-duplicate index over every stored embedding, extended by each ingest
 
 store.json is the one pointer: it is replaced last and atomically, so an interrupted ingest leaves the newest
 version intact, and files it does not name (a shard or an index that an interrupted ingest wrote) are removed by the

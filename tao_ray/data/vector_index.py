@@ -1,9 +1,11 @@
-"""The nearest-neighbour index behind near-duplicate and contamination checks: usearch's HNSW graph over unit
-vectors (cosine distance = 1 - dot product), chosen by benchmarks/ann_choice.py against faiss and hnswlib.
+"""The nearest-neighbour index behind near-duplicate and contamination checks: faiss's HNSW graph over unit vectors
+with inner-product similarity (cosine distance = 1 - dot product), chosen by benchmarks/ann_choice.py against
+hnswlib, usearch and exact search (results-ann-choice-cpu.json: near-duplicate recall 1.0 against exact search on
+20k prompt embeddings, the fastest maintained library there).
 
 A store's index grows with every ingest (`add`, then `save` beside the shards) instead of being rebuilt, and a
 search costs about log(size), so checking 1,000 new prompts against a million stored ones costs little more than
-against none. Small sets (held-out files, one batch) go through the same index.
+against none. Small sets (held-out files) go through the same index.
 In: float32 arrays [n, dim] of unit vectors. Out: distances. No Ray.
 """
 
@@ -15,29 +17,31 @@ import numpy as np
 
 FARTHEST = 2.0
 """The cosine distance reported where there is nothing to compare with."""
-CONNECTIVITY = 16
-EXPANSION_ADD = 128
-EXPANSION_SEARCH = 128
-"""HNSW graph degree and beam widths: at these, the near-duplicate recall measured against exact search on 20k
-prompt embeddings is in benchmarks/results/ann_choice.json."""
+NEIGHBOURS = 16
+BUILD_BEAM = 100
+SEARCH_BEAM = 64
+"""HNSW graph degree and beam widths (M, efConstruction, efSearch), as measured in benchmarks/ann_choice.py."""
 
 
 class VectorIndex:
-    def __init__(self, dim: int):
-        from usearch.index import Index  # imported with the index: only ingest and expand need it
+    def __init__(self, dim: int, _index=None):
+        import faiss  # imported with the index: only ingest and expand need it
 
         self.dim = dim
-        self._index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=CONNECTIVITY,
-                            expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
+        if _index is None:
+            _index = faiss.IndexHNSWFlat(dim, NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+            _index.hnsw.efConstruction = BUILD_BEAM
+        _index.hnsw.efSearch = SEARCH_BEAM  # not kept in the saved file
+        self._index = _index
 
     def __len__(self) -> int:
-        return len(self._index)
+        return int(self._index.ntotal)
 
     def add(self, vectors: np.ndarray) -> None:
+        """Add rows; each gets the next position in insertion order."""
         vectors = _rows(vectors, self.dim)
         if len(vectors):
-            keys = np.arange(len(self), len(self) + len(vectors), dtype=np.uint64)
-            self._index.add(keys, vectors)
+            self._index.add(vectors)
 
     def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance to the closest indexed vector, its position in insertion order) per row; FARTHEST and -1 where
@@ -47,22 +51,25 @@ class VectorIndex:
         positions = np.full(len(vectors), -1, dtype=np.int64)
         if not len(self) or not len(vectors):
             return distances, positions
-        matches = self._index.search(vectors, 1)
-        # One query comes back as a single result (no per-query counts), several as a batch.
-        counts = matches.counts if hasattr(matches, "counts") else [len(matches.keys)]
-        found = np.asarray(counts).reshape(-1) > 0
-        distances[found] = np.asarray(matches.distances).reshape(len(vectors), -1)[found, 0]
-        positions[found] = np.asarray(matches.keys).reshape(len(vectors), -1)[found, 0].astype(np.int64)
+        similarity, found = self._index.search(vectors, 1)
+        hit = found[:, 0] >= 0
+        distances[hit] = 1.0 - similarity[hit, 0]
+        positions[hit] = found[hit, 0]
         return distances, positions
 
     def save(self, path: Path) -> None:
-        self._index.save(str(path))
+        import faiss
+
+        faiss.write_index(self._index, str(path))
 
     @classmethod
     def load(cls, path: Path, dim: int) -> VectorIndex:
-        index = cls(dim)
-        index._index.load(str(path))
-        return index
+        import faiss
+
+        index = faiss.read_index(str(path))
+        if index.d != dim:
+            raise ValueError(f"{path}: an index of {index.d}-dimensional vectors, not {dim}")
+        return cls(dim, index)
 
 
 def _rows(vectors: np.ndarray, dim: int) -> np.ndarray:

@@ -83,6 +83,8 @@ class TaoDriver:
                                recipe.logging.wandb_project, summary["config"], resume=self.resume)
         summary["restarts"] = self.previous.get("restarts") or {"generator": [], "scorer": [], "learner": []}
         self.supervisor = Supervisor(recipe, self.tracker, summary["restarts"])
+        self.supervisor.resume_hint = (f"every completed iteration is in {self.run_dir}; on a healthy cluster "
+                                       f"continue with: {checkpoints.resume_command(recipe)}")
 
     def attach(self, actors: RunActors) -> None:
         """Take the run's actors: the stages that call them, the evaluated sets and the weight sync."""
@@ -421,6 +423,10 @@ def run(recipe: Recipe, inputs: RunInputs, resume: bool = False, actor_logs: boo
     except KeyboardInterrupt:
         if driver.tracker is not None:
             driver.tracker.summary["stopped"] = "interrupted"
+        raise
+    except TaoError as error:  # summary.json says why the run stopped (a lost node, an actor that kept dying...)
+        if driver.tracker is not None:
+            driver.tracker.summary["stopped"] = f"error: {error}"
         raise
     finally:
         driver.cleanup()

@@ -97,6 +97,8 @@ class RunActors:
         try:
             reservation = placement.reserve(recipe, *counts)
             locations = reservation.locations()
+            supervisor.homes = {(where["role"], where["rank"]): where for where in locations}
+            supervisor.locate = reservation.locations
             nodes = {where["node_id"] for where in locations}
             stage(f"ray up ({'local' if started_ray else 'cluster'}); resources reserved on {len(nodes)} node(s) "
                   f"(placement {res.placement}) in {time.perf_counter() - started:.1f}s; starting {res.generators} "
@@ -171,11 +173,28 @@ class RunActors:
         return sync
 
     def restart_learners(self) -> None:
-        """Kill every rank (the survivors are blocked in the broken collective) and start them again."""
+        """Kill every rank (the survivors are blocked in the broken collective) and start them again: where a rank's
+        node left the cluster, on the node its bundle moved to, or a stop naming the node when none has room."""
         self.health.forget(self.learners.actors)
         self.learners.kill()
-        self.learners = LearnerPool(launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation,
-                                                          self.log_dir), self.supervisor)
+        deadline = time.perf_counter() + self.supervisor.timeout("startup")
+        while True:
+            try:
+                actors = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.log_dir)
+                break
+            except (TaoError, ray.exceptions.RayActorError) as error:
+                lost = next(filter(None, (self.supervisor.lost_node("learner", rank)
+                                          for rank in range(len(self.learners)))), None)
+                if isinstance(error, ray.exceptions.RayActorError) and time.perf_counter() < deadline:
+                    # Started on a node that died under it before Ray knew: its bundle moves, try again.
+                    time.sleep(2.0)
+                    continue
+                if lost is not None:
+                    raise TaoError(self.supervisor.node_lost_message(lost, "learner", 0)) from None
+                if isinstance(error, TaoError):
+                    raise
+                raise TaoError(f"the learner ranks could not be started again: {faults.describe(error)}") from None
+        self.learners = LearnerPool(actors, self.supervisor)
         self.health.watch("learner", self.learners.actors)
 
     def stop(self) -> None:

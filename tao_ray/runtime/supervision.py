@@ -5,6 +5,12 @@ In: the actor lists the driver owns, a function making each actor's call, and th
 (or, for learners, a LearnerFailure the driver answers by restarting the learner group from a checkpoint). Each
 recovery is recorded in summary.json's `restarts` (role, rank, iteration, cause, and the seconds it took to
 detect, restart and refit).
+
+A node that leaves the cluster (preempted, rebooted, its raylet killed) takes every actor on it at once. Ray moves
+the run's placement-group bundles of that node to any node with room, a node joining later included, and restarts
+the actors there; each is then handled as any death, recorded with cause `node_lost` and the node's id. Where
+nothing can host them within resources.startup_timeout_s, the run stops with one line naming the node, what it
+took and the command that resumes the run on a healthy cluster.
 """
 
 from __future__ import annotations
@@ -26,16 +32,57 @@ class Supervisor:
         self.iteration = 0
         self.engine_processes: dict[int, tuple[str, list]] = {}
         self.health = None  # the run's HealthWatch (health.py), told of every death handled through a call
+        # Where each (role, rank) runs ({"node_id", "node_ip", ...}), and how to look again after a re-placement:
+        # set by runtime/run_actors.py from the run's placement group.
+        self.homes: dict[tuple[str, int], dict[str, Any]] = {}
+        self.locate: Callable[[], list[dict[str, Any]]] = list
+        self.moved_off: dict[str, set[str]] = {}  # node id -> the actors that ran there and were re-placed
+        self.resume_hint = ""
+        """How to continue the run when it must stop ("every completed iteration is in ...; continue with: ..."),
+        set by the driver."""
 
     def timeout(self, stage: str) -> float:
         return faults.stage_timeout(self.resources, stage)
 
     def record(self, role: str, rank: int, cause: str, detect_s: float, restart_s: float, refit_s: float) -> None:
-        self.restarts.setdefault(role, []).append(
-            {"rank": rank, "iteration": self.iteration, "cause": cause, "detect_s": round(detect_s, 3),
-             "restart_s": round(restart_s, 3), "refit_s": round(refit_s, 3)})
-        self.tracker.stage(f"{role} {rank} {cause}: restarted in {restart_s:.1f}s, refitted in {refit_s:.1f}s "
-                           f"(detected after {detect_s:.1f}s); its work is done again")
+        entry = {"rank": rank, "iteration": self.iteration, "cause": cause, "detect_s": round(detect_s, 3),
+                 "restart_s": round(restart_s, 3), "refit_s": round(refit_s, 3)}
+        lost = self.lost_node(role, rank)
+        if lost is not None:
+            entry.update(cause="node_lost", node_id=lost["node_id"], node_ip=lost.get("node_ip"), failure=cause)
+            cause = f"lost with node {lost['node_id'][:12]} ({lost.get('node_ip')})"
+            self.moved_off.setdefault(lost["node_id"], set()).add(f"{role} {rank}")
+            self._look_again(role, rank)
+        self.restarts.setdefault(role, []).append(entry)
+        where = self.homes.get((role, rank), {}).get("node_ip")
+        self.tracker.stage(f"{role} {rank} {cause}: restarted in {restart_s:.1f}s{f' on {where}' if lost else ''}, "
+                           f"refitted in {refit_s:.1f}s (detected after {detect_s:.1f}s); its work is done again")
+
+    # ---- nodes ------------------------------------------------------------------------------------------------
+
+    def lost_node(self, role: str, rank: int) -> dict[str, Any] | None:
+        """Where (role, rank) ran, when that node has left the cluster; else None."""
+        home = self.homes.get((role, rank))
+        if home is None:
+            return None
+        try:
+            alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
+        except Exception:  # noqa: BLE001 - the node table cannot be read now: no node is known lost
+            return None
+        return None if home["node_id"] in alive else home
+
+    def _look_again(self, role: str, rank: int) -> None:
+        """Where (role, rank) runs now that its bundle was moved to another node."""
+        for where in self.locate():
+            if (where["role"], where["rank"]) == (role, rank):
+                self.homes[(role, rank)] = where
+
+    def node_lost_message(self, lost: dict[str, Any], role: str, rank: int) -> str:
+        still = {f"{r} {k}" for (r, k), home in self.homes.items() if home["node_id"] == lost["node_id"]}
+        taken = ", ".join(sorted(still | self.moved_off.get(lost["node_id"], set())))
+        return (f"node {lost['node_id']} ({lost.get('node_ip')}) left the cluster in iteration {self.iteration}, "
+                f"taking {taken}; no node had room for {role} {rank} within resources.startup_timeout_s "
+                f"({self.resources.startup_timeout_s:g}s); {self.resume_hint or 'continue with --resume'}")
 
     # ---- generators -----------------------------------------------------------------------------------------
 
@@ -78,6 +125,8 @@ class Supervisor:
         if failure.timed_out:
             ray.kill(actor, no_restart=False)
         dead = faults.wait_until_back(actor.ready.remote, self.timeout("startup"))
+        if dead is not None and self.lost_node(role, k) is not None:
+            raise TaoError(self.node_lost_message(self.lost_node(role, k), role, k))
         if dead is not None:
             raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration} and could not be "
                            f"restarted ({dead.cause}): resources.max_actor_restarts "
@@ -95,7 +144,9 @@ class Supervisor:
         """Kill what its engine left, wait until Ray has brought the actor back, note its new engine's processes;
         returns the seconds the restart took."""
         node, processes = self.engine_processes.pop(k, (None, []))
-        if node is not None:  # an engine outlives its SIGKILLed actor; on a GPU it holds the replacement's memory
+        if node is not None and self.lost_node("generator", k) is None:
+            # An engine outlives its SIGKILLed actor; on a GPU it holds the replacement's memory. (On a node that
+            # left the cluster, it left too.)
             faults.kill_orphans(node, processes)
         restart_s = self.bring_back("generator", k, generator, failure)
         self.engine_processes[k] = ray.get(generator.engine_processes.remote(), timeout=self.timeout("control"))

@@ -145,8 +145,8 @@ def test_stored_prompts_are_never_embedded_again_and_the_index_grows(tmp_path):
     ingest(store, write(tmp_path / "day2.jsonl", *B), counting, now=T0)
     assert calls == [4, 2]  # day 2 embedded its own 2 prompts only, not the 4 stored ones
     pointer = json.loads((store / "store.json").read_text())
-    assert pointer["shards"] == ["v0001-000.parquet", "v0002-000.parquet"] and pointer["index"] == "index/v0002.usearch"
-    assert sorted(p.name for p in (store / "index").iterdir()) == ["v0002.usearch"]  # the older index replaced
+    assert pointer["shards"] == ["v0001-000.parquet", "v0002-000.parquet"] and pointer["index"] == "index/v0002.faiss"
+    assert sorted(p.name for p in (store / "index").iterdir()) == ["v0002.faiss"]  # the older index replaced
     from tao_ray.data.vector_index import VectorIndex
 
     assert len(VectorIndex.load(store / pointer["index"], 512)) == 6

@@ -53,24 +53,64 @@ class LocalCluster:
         self._local("start", "--num-cpus", str(self.cpus), "--resources", '{"node_0": 1}', "--temp-dir",
                     str(self.root / "ray"), "--ray-client-server-port", str(free_port()),
                     "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()))
-        head = f"{socket.gethostbyname(socket.gethostname())}:{self.port}"
         for node in range(1, self.nodes):
-            self._local("join", head, "--num-cpus", str(self.cpus), "--resources", f'{{"node_{node}": 1}}',
-                        "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port",
-                        str(free_port()))
-        self.wait_for_nodes()
+            self._join(node)
+        self.wait_for_nodes(range(self.nodes))
         return self
 
-    def wait_for_nodes(self, timeout_s: float = 120) -> None:
+    def _join(self, node: int) -> None:
+        head = f"{socket.gethostbyname(socket.gethostname())}:{self.port}"
+        self._local("join", head, "--num-cpus", str(self.cpus), "--resources", f'{{"node_{node}": 1}}',
+                    "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()))
+
+    def add_node(self) -> None:
+        """A node that joins later (node_N, N the next number)."""
+        self._join(self.nodes)
+        self.wait_for_nodes([self.nodes])
+        self.nodes += 1
+
+    def wait_for_nodes(self, numbers, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             status = subprocess.run([str(VENV_BIN / "ray"), "status", "--address", f"127.0.0.1:{self.port}"],
                                     env={**self.env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True)
-            if all(f"node_{n}" in status.stdout for n in range(self.nodes)):
+            if all(f"node_{n}" in status.stdout for n in numbers):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"cluster did not come up with {self.nodes} nodes: {status.stdout[-2000:]}")
+                raise TimeoutError(f"cluster did not come up with nodes {list(numbers)}: {status.stdout[-2000:]}")
             time.sleep(2)
+
+    def _raylets(self) -> dict[str, object]:
+        """{node id: its raylet process} for every live raylet of this cluster."""
+        import psutil
+
+        found = {}
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if any(str(self.root) in part for part in cmdline):
+                node = next((part.split("=", 1)[1] for part in cmdline if part.startswith("--node_id=")), None)
+                if node:
+                    found[node] = process
+        return found
+
+    def head_node_id(self) -> str:
+        return next(node for node, process in self._raylets().items()
+                    if "node_0," in " ".join(process.info["cmdline"]))
+
+    def kill_node(self, node_id: str) -> int:
+        """Take one node away as a preemption would: its raylet and every process under it (its object store,
+        workers, actors and their vLLM engines) killed at once. Returns how many processes were killed."""
+        import psutil
+
+        raylet = self._raylets()[node_id]
+        processes = [raylet, *raylet.children(recursive=True)]
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=30)
+        return len(processes)
 
     def submit(self, *args: str, timeout_s: float = 1500) -> subprocess.CompletedProcess:
         """cluster/submit.sh from the repository root, as the README tells users."""
