@@ -303,7 +303,8 @@ def ingest(store: str | Path, log: str | Path, embedding: Embedding, decontamina
                 vectors = embedding_matrix(table)
                 if writer is None:
                     dim = vectors.shape[1]
-                    index = index or VectorIndex(dim)
+                    if index is None:  # a new store (a loaded index is never empty)
+                        index = VectorIndex(dim)
                     if index.dim != dim:
                         raise TaoError(f"{store}: stored embeddings have {index.dim} dimensions, this embedder "
                                        f"gives {dim}")

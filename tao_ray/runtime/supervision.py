@@ -125,8 +125,9 @@ class Supervisor:
         if failure.timed_out:
             ray.kill(actor, no_restart=False)
         dead = faults.wait_until_back(actor.ready.remote, self.timeout("startup"))
-        if dead is not None and self.lost_node(role, k) is not None:
-            raise TaoError(self.node_lost_message(self.lost_node(role, k), role, k))
+        lost = self.lost_node(role, k) if dead is not None else None
+        if lost is not None:
+            raise TaoError(self.node_lost_message(lost, role, k))
         if dead is not None:
             raise TaoError(f"{role} {k} kept dying: it {failure.cause} in iteration {self.iteration} and could not be "
                            f"restarted ({dead.cause}): resources.max_actor_restarts "

@@ -100,17 +100,8 @@ class LocalCluster:
     def kill_node(self, node_id: str) -> int:
         """Take one node away as a preemption would: its raylet and every process under it (its object store,
         workers, actors and their vLLM engines) killed at once. Returns how many processes were killed."""
-        import psutil
-
         raylet = self._raylets()[node_id]
-        processes = [raylet, *raylet.children(recursive=True)]
-        for process in processes:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(processes, timeout=30)
-        return len(processes)
+        return kill_all([raylet, *raylet.children(recursive=True)])
 
     def submit(self, *args: str, timeout_s: float = 1500) -> subprocess.CompletedProcess:
         """cluster/submit.sh from the repository root, as the README tells users."""
@@ -148,10 +139,18 @@ def kill_cluster(root: Path, gcs_port: int | None = None) -> None:
                 found.extend(process.children(recursive=True))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    for process in found:
+    kill_all(found)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def kill_all(processes: list) -> int:
+    """SIGKILL every process (those already gone are skipped) and wait for them; returns how many were given."""
+    import psutil
+
+    for process in processes:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(found, timeout=30)
-    shutil.rmtree(root, ignore_errors=True)
+    psutil.wait_procs(processes, timeout=30)
+    return len(processes)
