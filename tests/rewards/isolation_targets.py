@@ -54,3 +54,26 @@ class Unloadable:
 
     def __reduce__(self):
         return _refuse_to_load, ()
+
+
+def _load_after_kills(log: str, kills: int):
+    # The first `kills` children to load this are killed by a signal, as the kernel's out-of-memory killer or a
+    # worker that is being stopped would kill them; later children load normally. Each load appends a line to log.
+    with open(log, "a") as file:
+        file.write("load\n")
+    if Path(log).read_text().count("load") <= kills:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return constant
+
+
+class KilledWhileLoading:
+    """Pickles in the parent; the first `kills` children that rebuild it are SIGKILLed while loading."""
+
+    def __init__(self, log: str, kills: int):
+        self.log, self.kills = log, kills
+
+    def __call__(self, record: dict, response: str) -> float:
+        return 1.0
+
+    def __reduce__(self):
+        return _load_after_kills, (self.log, self.kills)

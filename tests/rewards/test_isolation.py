@@ -147,6 +147,25 @@ def test_fn_the_child_cannot_import_is_refused_loudly():
     assert sampler._proc is None
 
 
+@posix_only
+def test_a_child_killed_from_outside_while_loading_is_started_once_more(tmp_path):
+    log = tmp_path / "loads"
+    with IsolatedSampler(targets.KilledWhileLoading(str(log), kills=1), timeout_s=2.0) as sampler:
+        assert _run(sampler, ["a", "b"]) == [1.0, 1.0]
+        assert sampler.failed == 0
+    assert log.read_text().count("load") == 2
+
+
+@posix_only
+def test_a_child_killed_on_every_load_is_refused_after_the_second_try(tmp_path):
+    log = tmp_path / "loads"
+    sampler = IsolatedSampler(targets.KilledWhileLoading(str(log), kills=5), timeout_s=2.0)
+    with pytest.raises(RuntimeError, match="killed by SIGKILL"):
+        sampler.start()
+    assert sampler._proc is None
+    assert log.read_text().count("load") == 2
+
+
 def test_inline_sampler_catches_exceptions_in_process():
     sampler = InlineSampler(targets.behave)
     assert _run(sampler, ["ok", "raise", "ok"], {"value": 0.25}) == [0.25, None, 0.25]
