@@ -68,9 +68,26 @@ def port_was_taken(error: BaseException) -> bool:
     return "EADDRINUSE" in str(error)
 
 
-def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dict[Any, Failure]]:
+# What torch.distributed's gloo and NCCL backends raise in a rank whose peer died in the middle of a collective.
+_PEER_LOST_TYPES = ("DistBackendError", "DistNetworkError")
+_PEER_LOST_TEXT = re.compile(r"Connection (closed|reset) by peer|Broken pipe|gloo/transport|NCCL (error|communicator)"
+                             r"|ProcessGroupNCCL|ProcessGroupGloo")
+LOST_A_PEER = "lost a peer in a collective"
+
+
+def lost_a_peer(error: BaseException) -> bool:
+    """Whether an exception raised inside a collective call means that another rank of the group went away (the
+    survivor's side of a rank's death), not a bug in the call."""
+    cause = getattr(error, "cause", None) or error
+    return type(cause).__name__ in _PEER_LOST_TYPES or bool(_PEER_LOST_TEXT.search(str(cause)))
+
+
+def gather(calls: dict[Any, Any], timeout_s: float, collective: bool = False
+           ) -> tuple[dict[Any, Any], dict[Any, Failure]]:
     """Wait for every call until the deadline. An exception raised *inside* a method (a bug, bad input) is not a
-    fault of the actor and propagates; a dead actor or a call past the deadline becomes a Failure."""
+    fault of the actor and propagates; a dead actor or a call past the deadline becomes a Failure. With
+    `collective` (the calls are ranks of one process group), a rank that raised because a peer went away is a
+    Failure too (cause LOST_A_PEER): the group is broken, not the code."""
     import ray
 
     started = time.perf_counter()
@@ -83,6 +100,10 @@ def gather(calls: dict[Any, Any], timeout_s: float) -> tuple[dict[Any, Any], dic
             results[refs[ref]] = ray.get(ref)
         except deaths as error:
             failures[refs[ref]] = Failure(describe(error), False, time.perf_counter() - started)
+        except ray.exceptions.RayTaskError as error:
+            if not (collective and lost_a_peer(error)):
+                raise
+            failures[refs[ref]] = Failure(LOST_A_PEER, False, time.perf_counter() - started)
     for ref in pending:
         failures[refs[ref]] = Failure(f"gave no answer within {timeout_s:g}s", True, time.perf_counter() - started)
     return results, failures

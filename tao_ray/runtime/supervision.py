@@ -213,9 +213,10 @@ class Supervisor:
         """call(learner, rank) on every rank. A rank that dies or hangs breaks the collective for all: raised as a
         LearnerFailure for the driver to restart the group from the newest checkpoint."""
         done, failures = faults.gather({rank: call(learner, rank) for rank, learner in enumerate(learners)},
-                                       self.timeout(stage))
+                                       self.timeout(stage), collective=True)
         if failures:
-            rank = min(failures)
+            # The rank that died or hung, rather than one that only saw it go (and raised inside the collective).
+            rank = min(failures, key=lambda r: (failures[r].cause == faults.LOST_A_PEER, r))
             raise faults.LearnerFailure(rank, failures[rank])
         return [done[rank] for rank in range(len(learners))]
 

@@ -123,3 +123,25 @@ def test_two_ranks_take_the_same_step_as_one(ray_cluster, small_model_dir, name)
     finally:
         for learner in one + two:
             ray.kill(learner)
+
+
+def test_a_rank_that_dies_before_the_step_breaks_the_group_without_a_bug_in_the_survivor(ray_cluster,
+                                                                                         small_model_dir):
+    from tao_ray.runtime import faults
+
+    training = training_section(lr=1e-4, micro_batch_size=4, compute_dtype="float32", algorithm="grpo")
+    learners = start(small_model_dir, 2, training)
+    try:
+        batch = build("grpo", *synthetic_generations(3, 1))
+        step_plan = plan(batch, 2, training)
+        ray.kill(learners[0], no_restart=True)
+        calls = {rank: learner.train.remote(step_plan.shards[rank], step_plan.micro_batches, step_plan.denominators)
+                 for rank, learner in enumerate(learners)}
+        # Rank 1 runs its backward into the gradient all-reduce and gloo finds its peer gone: it raises inside the
+        # method. Counted as one more failure of the broken group, not raised as if the step's code were wrong.
+        done, failures = faults.gather(calls, 120.0, collective=True)
+        assert not done and set(failures) == {0, 1}, (done, failures)
+        assert failures[0].cause.startswith("died") and failures[1].cause == faults.LOST_A_PEER
+    finally:
+        for learner in learners:
+            ray.kill(learner)
