@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tao-ray-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install demo test test-fast lint clean bench gpu-check test-deps
+.PHONY: install demo test test-fast lint clean bench gpu-check test-deps chaos-soak
 
 install: $(STAMP)
 
@@ -82,6 +82,13 @@ $(BENCH_STAMP): $(STAMP)
 # torch, transformers, peft, deepspeed and pyyaml.
 gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python3) -m benchmarks.gpu_check
+
+# The demo for 12 iterations on a 2-node Ray cluster under about one random fault per iteration (actor kills, a lost
+# node, a stalled call), against a fault-free run of the same seed (benchmarks/chaos_soak.py; about half an hour on
+# 2 cores): writes benchmarks/results-chaos-soak-cpu.json and exits non-zero when a check fails.
+chaos-soak: install
+	$(VENV)/bin/tao-ray demo-model
+	$(PY) -m benchmarks.chaos_soak
 
 clean:
 	rm -rf runs .pytest_cache

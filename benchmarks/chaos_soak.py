@@ -27,7 +27,9 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -241,12 +243,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--one", choices=("chaos", "clean"), help=argparse.SUPPRESS)  # one run, in a child process
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        report = one_run(args.iterations, args.seed, args.one == "chaos", args.workdir)
+        (args.workdir / f"{args.one}.json").write_text(json.dumps(report))
+        return 0
     from tao_ray.run.tracking import hardware
 
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        chaos = one_run(args.iterations, args.seed, True, Path(tmp))
-        clean = one_run(args.iterations, args.seed, False, Path(tmp))
+    runs = {}
+    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    for kind in ("chaos", "clean"):
+        # Each run in a process of its own: a Ray driver keeps the first cluster's token for its lifetime.
+        subprocess.run([sys.executable, "-m", "benchmarks.chaos_soak", "--one", kind, "--workdir", str(tmp),
+                        "--iterations", str(args.iterations), "--seed", str(args.seed)], cwd=REPO, check=True)
+        runs[kind] = json.loads((tmp / f"{kind}.json").read_text())
+    shutil.rmtree(tmp, ignore_errors=True)  # kept when a run failed, for its logs
+    chaos, clean = runs["chaos"], runs["clean"]
     generation = chaos["summary"]["config"]["generation"]
     per_iteration = generation["prompts_per_iteration"] * generation["samples_per_prompt"]
     result = {
