@@ -84,7 +84,7 @@ gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python3) -m benchmarks.gpu_check
 
 # The demo for 12 iterations on a 2-node Ray cluster under about one random fault per iteration (actor kills, a lost
-# node, a stalled call), against a fault-free run of the same seed (benchmarks/chaos_soak.py; about half an hour on
+# node, a stalled call), against a fault-free run of the same seed (benchmarks/chaos_soak.py; about 25 minutes on
 # 2 cores): writes benchmarks/results-chaos-soak-cpu.json and exits non-zero when a check fails.
 chaos-soak: install
 	$(VENV)/bin/tao-ray demo-model
