@@ -13,8 +13,11 @@ results-chaos-soak-cpu.json with every fault and every recovery (seconds to dete
   and each row generated prompts x samples_per_prompt samples;
 - every row's policy versions are consistent: samples from iteration i-1's weights, held-out answers from i's;
 - the held-out curve next to the fault-free run's (equal seeds; the runs differ where a redone step resampled);
-- no process of the run outlives it: no actor process once the run has cleaned up, and nothing of the cluster's
-  (raylets, workers, engines, learner ranks) once it is stopped.
+- every fault got its recovery in summary.json's restarts (a restart of the killed role, a `node_lost` naming the
+  node, a restart for the stalled call);
+- no process of the run outlives it: every process the cluster ever ran is recorded each second (raylets and all
+  their descendants, so one orphaned by a killed node is still known); none of its actor processes may be left once
+  the run has cleaned up, and none of them at all once the cluster is stopped.
 
     python -m benchmarks.chaos_soak [--iterations 12] [--seed 0]      (make chaos-soak)
 
@@ -128,33 +131,58 @@ class Chaos:
         self.thread.join(timeout=120)
 
 
-def leftover_actor_processes(cluster, timeout_s: float = 60.0) -> list[str]:
-    """Actor processes still alive `timeout_s` after the run cleaned up (idle Ray workers are not counted)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+class Census:
+    """Every process the cluster ever ran (raylets and all their descendants: workers, actors, engines, reward
+    processes), sampled every second from a thread, so that one orphaned by a killed node is still known later."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.seen: dict[tuple[int, float], str] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            self.sample()
+
+    def sample(self) -> None:
+        for raylet in self.cluster._raylets().values():
+            try:
+                for process in [raylet, *raylet.children(recursive=True)]:
+                    key = (process.pid, process.create_time())
+                    if key not in self.seen:
+                        self.seen[key] = " ".join(process.cmdline())[:100]
+            except Exception:  # a process that ended while we looked
+                continue
+
+    def alive(self, actors_only: bool = False) -> list[str]:
+        """The processes seen that still run (the same pid and start time), optionally only actor processes."""
+        import psutil
+
         left = []
-        for raylet in cluster._raylets().values():
-            for process in raylet.children(recursive=True):
-                try:
-                    line = " ".join(process.cmdline())
-                except Exception:
-                    continue
-                if any(line.startswith(t) for t in ACTOR_TITLES.values()) or "VLLM" in process.name():
-                    left.append(f"{process.pid} {line[:80]}")
-        if not left or time.monotonic() > deadline:
-            return left
+        for (pid, created), line in list(self.seen.items()):
+            if actors_only and not any(line.startswith(t) for t in ACTOR_TITLES.values()):
+                continue
+            try:
+                if abs(psutil.Process(pid).create_time() - created) < 1e-3:
+                    left.append(f"{pid} {line}")
+            except psutil.Error:
+                continue
+        return left
+
+    def finish(self) -> None:
+        self.sample()
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def wait_until_gone(census: Census, actors_only: bool, timeout_s: float = 60.0) -> list[str]:
+    """What of the census still runs after up to `timeout_s` (processes take a moment to exit after a kill)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := census.alive(actors_only)) and time.monotonic() < deadline:
         time.sleep(2)
-
-
-def cluster_processes(root: Path) -> list[str]:
-    import psutil
-
-    found = []
-    for process in psutil.process_iter(["cmdline", "pid"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if str(root) in cmdline:
-            found.append(f"{process.info['pid']} {cmdline[:80]}")
-    return found
+    return left
 
 
 def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
@@ -169,12 +197,14 @@ def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
     cluster = LocalCluster(nodes=2, cpus_per_node=4)
     started = time.monotonic()
     report: dict = {"chaos": chaos}
+    census = None
     try:
         cluster.start()
+        census = Census(cluster)
         report["cluster_start_s"] = round(time.monotonic() - started, 1)
         os.environ.update({"RAY_ADDRESS": f"127.0.0.1:{cluster.port}", "RAY_AUTH_MODE": "token",
                            "RAY_AUTH_TOKEN_PATH": str(cluster.token_path)})
-        report.update(drive(cluster, iterations, seed, chaos, workdir, stall_flag))
+        report.update(drive(cluster, census, iterations, seed, chaos, workdir, stall_flag))
     finally:
         import ray
 
@@ -182,14 +212,17 @@ def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
             ray.shutdown()
         for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
             os.environ.pop(key, None)
+        if census is not None:
+            census.finish()
         cluster.stop()
-    time.sleep(2)
-    report["cluster_processes_after_stop"] = cluster_processes(cluster.root)
+    report["processes_seen"] = len(census.seen) if census else 0
+    report["cluster_processes_after_stop"] = wait_until_gone(census, actors_only=False) if census else []
     report["wall_s"] = round(time.monotonic() - started, 1)
     return report
 
 
-def drive(cluster, iterations: int, seed: int, chaos: bool, workdir: Path, stall_flag: Path) -> dict:
+def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, workdir: Path, stall_flag: Path
+          ) -> dict:
     from tao_ray.config import load_recipe
     from tao_ray.data.inputs import prepare_inputs, resolve_output_dir
     from tao_ray.loop.driver import TaoDriver
@@ -214,7 +247,7 @@ def drive(cluster, iterations: int, seed: int, chaos: bool, workdir: Path, stall
     summary = json.loads((out / "soak" / "summary.json").read_text())
     return {"run_s": round(run_s, 1), "summary": summary,
             "faults": schedule.injected if schedule else [], "fault_errors": schedule.errors if schedule else [],
-            "actor_processes_after_cleanup": leftover_actor_processes(cluster)}
+            "actor_processes_after_cleanup": wait_until_gone(census, actors_only=True)}
 
 
 def checks(chaos: dict, clean: dict, iterations: int, per_iteration: int) -> dict:
@@ -229,9 +262,31 @@ def checks(chaos: dict, clean: dict, iterations: int, per_iteration: int) -> dic
         "policy_versions_consistent": all(r["policy_version"] == {"samples": [r["iteration"] - 1],
                                                                    "heldout": [r["iteration"]]} for r in rows[1:]),
         "completed": chaos["summary"]["stopped"] == "completed",
+        "every_fault_recovered": not unrecovered(chaos["faults"], chaos["summary"]) and not chaos["fault_errors"],
         "no_actor_process_after_cleanup": not chaos["actor_processes_after_cleanup"],
         "no_cluster_process_after_stop": not chaos["cluster_processes_after_stop"],
     }
+
+
+def unrecovered(faults: list[dict], summary: dict) -> list[dict]:
+    """Faults with no recovery recorded for them: an actor kill needs a restart of its role (the evaluation scorer
+    counts as a scorer) from its iteration on, a lost node a `node_lost` restart naming it, a stall a restart for a
+    call that gave no answer. Each recovery answers one fault."""
+    left = recoveries(summary)
+    missing = []
+    for fault in faults:
+        if fault["kind"] == "kill":
+            match = [r for r in left if r["role"].removeprefix("eval_") == fault["role"]
+                     and r["iteration"] >= fault["iteration"] and r["cause"] != "node_lost"]
+        elif fault["kind"] == "node":
+            match = [r for r in left if r.get("node_id") == fault["node_id"]]
+        else:
+            match = [r for r in left if r["cause"].startswith("gave no answer")]
+        if match:
+            left.remove(min(match, key=lambda r: r["iteration"]))
+        else:
+            missing.append(fault)
+    return missing
 
 
 def recoveries(summary: dict) -> list[dict]:

@@ -25,15 +25,29 @@ def reserved_scheduler_cores(available: int, preset: str | None) -> str | None:
 
 def give_engine_every_core() -> None:
     """Call before building a vLLM engine on CPU. A value the user set in the environment wins."""
-    value = reserved_scheduler_cores(len(os.sched_getaffinity(0)), os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU"))
+    available = len(os.sched_getaffinity(0))
+    value = reserved_scheduler_cores(available, os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU"))
     if value is not None:
         os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = value
-    # The engine's scheduler and its (tensor-parallel size 1) worker run inside the actor's process rather than in two
-    # processes of their own: each of those imports vLLM and torch again, about 10 s of a core apiece. Measured on
-    # the demo machine, building the 135M engine took 23 s that way and 4 s in-process, and 64 samples of 96 tokens
-    # took the same time either way (11.8 s and 12.9 s, then 13.4 s and 11.0 s: within the noise). On GPUs the
-    # separate scheduler process overlaps scheduling with the GPU's work, so this is for CPU engines only.
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if available <= SMALL_NODE_CORES and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ:
+        run_engine_in_this_process(available)
+
+
+def run_engine_in_this_process(threads: int) -> None:
+    """On a small node, the engine's scheduler and its (tensor-parallel size 1) worker run inside the actor's
+    process rather than in two processes of their own: each of those imports vLLM and torch again, about 10 s of a
+    core apiece. Measured in a 1-CPU Ray actor on the demo machine: the 135M engine was built in 21.0 s that way and
+    in 3.8 s in-process, and 64 samples of 96 tokens took 9.9 s and 9.8 s (medians of 3).
+
+    In-process, vLLM binds no OpenMP threads (its worker process would have) and its CPU worker turns
+    `torch.set_num_threads` into a no-op for the whole process, so the thread count is set here, before the engine
+    is built: every core, which is what a small node gives the engine and the embedder beside it alike. Ray would
+    otherwise leave the actor at its CPU share (1 thread for generator_cpus 1). On bigger nodes vLLM keeps its own
+    processes and core binding (and NUMA placement), which pay off there."""
+    import torch
+
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    torch.set_num_threads(threads)
 
 
 def embedder_threads(available: int, actor_threads: int) -> int:

@@ -154,9 +154,9 @@ class IsolatedSampler(_Sampler):
         """Start the child now instead of at the first sample (idempotent)."""
         if self._proc is not None:
             return
-        # A child killed by a signal while it loads was most likely killed from outside (the kernel's out-of-memory
-        # killer, or this scorer's own worker taking its children along as Ray stops it), not by fn's module: one
-        # more start tells the two apart. Any other start-up failure is fn's, and a second try would repeat it.
+        # A child SIGKILLed or SIGTERMed while it loads was killed from outside (the kernel's out-of-memory killer,
+        # or this scorer's own worker taking its children along as Ray stops it), not by fn's module: one more start
+        # tells the two apart. Any other start-up failure is fn's, and a second try would repeat it.
         for attempt in (1, 2):
             self._spawn()
             status, detail = self._await_ready()
@@ -178,7 +178,8 @@ class IsolatedSampler(_Sampler):
         self._finalizer = weakref.finalize(self, _stop_child, proc, parent_conn)
 
     def _await_ready(self) -> tuple[str, str]:
-        """("ready", ""), or why not: "error" (fn could not be loaded), "timeout", "died" or "killed" (by a signal)."""
+        """("ready", ""), or why not: "error" (fn could not be loaded), "timeout", "died", or "killed" (by SIGKILL
+        or SIGTERM, which come from outside)."""
         assert self._conn is not None and self._proc is not None
         try:
             if self._conn.poll(self.start_timeout_s):
@@ -188,7 +189,9 @@ class IsolatedSampler(_Sampler):
         except (EOFError, OSError):
             self._proc.join(_CLOSE_GRACE_S)
             code = self._proc.exitcode
-            return ("killed" if code is not None and code < 0 else "died",
+            # SIGKILL and SIGTERM come from outside; a SIGSEGV or SIGABRT is the module's own doing.
+            from_outside = code is not None and -code in (signal.SIGKILL, signal.SIGTERM)
+            return ("killed" if from_outside else "died",
                     f"it exited during start-up ({_exit_reason(self._proc)}); see its stderr")
 
     def _score_one(self, index: int, record: dict, response: str) -> float | None:

@@ -68,32 +68,23 @@ def port_was_taken(error: BaseException) -> bool:
     return "EADDRINUSE" in str(error)
 
 
-# What torch.distributed's gloo and NCCL backends raise in a rank whose peer died in the middle of a collective.
-_PEER_LOST_TYPES = ("DistBackendError", "DistNetworkError")
-_PEER_LOST_TEXT = re.compile(r"Connection (closed|reset) by peer|Broken pipe|gloo/transport|NCCL (error|communicator)"
-                             r"|ProcessGroupNCCL|ProcessGroupGloo")
-LOST_A_PEER = "lost a peer in a collective"
-
-
-def lost_a_peer(error: BaseException) -> bool:
-    """Whether an exception raised inside a collective call means that another rank of the group went away (the
-    survivor's side of a rank's death), not a bug in the call."""
-    cause = getattr(error, "cause", None) or error
-    return type(cause).__name__ in _PEER_LOST_TYPES or bool(_PEER_LOST_TEXT.search(str(cause)))
+LOST_A_PEER = "raised while another rank of its group died or hung"
 
 
 def gather(calls: dict[Any, Any], timeout_s: float, collective: bool = False
            ) -> tuple[dict[Any, Any], dict[Any, Failure]]:
     """Wait for every call until the deadline. An exception raised *inside* a method (a bug, bad input) is not a
     fault of the actor and propagates; a dead actor or a call past the deadline becomes a Failure. With
-    `collective` (the calls are ranks of one process group), a rank that raised because a peer went away is a
-    Failure too (cause LOST_A_PEER): the group is broken, not the code."""
+    `collective` (the calls are the ranks of one process group), a rank that raised while another rank died or hung
+    is a Failure too (cause LOST_A_PEER): a collective fails in its survivors when a peer goes (gloo's "Connection
+    closed by peer", NCCL's errors), so the group is broken, not the code. Where no rank died or hung, the first
+    exception propagates as before."""
     import ray
 
     started = time.perf_counter()
     refs = {ref: key for key, ref in calls.items()}
     ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-    results, failures = {}, {}
+    results, failures, raised = {}, {}, {}
     deaths = _death_errors()
     for ref in ready:
         try:
@@ -101,11 +92,15 @@ def gather(calls: dict[Any, Any], timeout_s: float, collective: bool = False
         except deaths as error:
             failures[refs[ref]] = Failure(describe(error), False, time.perf_counter() - started)
         except ray.exceptions.RayTaskError as error:
-            if not (collective and lost_a_peer(error)):
+            if not collective:
                 raise
-            failures[refs[ref]] = Failure(LOST_A_PEER, False, time.perf_counter() - started)
+            raised[refs[ref]] = error
     for ref in pending:
         failures[refs[ref]] = Failure(f"gave no answer within {timeout_s:g}s", True, time.perf_counter() - started)
+    if raised and not failures:
+        raise next(iter(raised.values()))
+    for key in raised:
+        failures[key] = Failure(LOST_A_PEER, False, time.perf_counter() - started)
     return results, failures
 
 

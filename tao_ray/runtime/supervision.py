@@ -215,8 +215,9 @@ class Supervisor:
         done, failures = faults.gather({rank: call(learner, rank) for rank, learner in enumerate(learners)},
                                        self.timeout(stage), collective=True)
         if failures:
-            # The rank that died or hung, rather than one that only saw it go (and raised inside the collective).
-            rank = min(failures, key=lambda r: (failures[r].cause == faults.LOST_A_PEER, r))
+            # The rank that died, else one that hung (an NCCL survivor often waits in the collective until the
+            # deadline), rather than one that only raised because of them.
+            rank = min(failures, key=lambda r: (failures[r].cause == faults.LOST_A_PEER, failures[r].timed_out, r))
             raise faults.LearnerFailure(rank, failures[rank])
         return [done[rank] for rank in range(len(learners))]
 
