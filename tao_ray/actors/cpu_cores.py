@@ -43,7 +43,9 @@ def run_engine_in_this_process(threads: int) -> None:
     `torch.set_num_threads` into a no-op for the whole process, so the thread count is set here, before the engine
     is built: every core, which is what a small node gives the engine and the embedder beside it alike. Ray would
     otherwise leave the actor at its CPU share (1 thread for generator_cpus 1). On bigger nodes vLLM keeps its own
-    processes and core binding (and NUMA placement), which pay off there."""
+    processes and core binding (and NUMA placement), which pay off there. Several engines on one small node each
+    take every core too, as vLLM's own binding did; they then contend (the chaos soak's two engines evaluated in
+    about 18 s per iteration that way, and in about 6 s on one thread each)."""
     import torch
 
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
