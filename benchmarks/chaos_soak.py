@@ -225,6 +225,7 @@ def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, work
           ) -> dict:
     from tao_ray.config import load_recipe
     from tao_ray.data.inputs import prepare_inputs, resolve_output_dir
+    from tao_ray.errors import TaoError
     from tao_ray.loop.driver import TaoDriver
 
     out = workdir / ("chaos" if chaos else "clean")
@@ -233,18 +234,23 @@ def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, work
     driver = TaoDriver(recipe, prepare_inputs(recipe))
     schedule = None
     started = time.monotonic()
+    stopped_by = None
     try:
         driver.setup()
         if chaos:
             schedule = Chaos(cluster, driver, seed, stall_flag)
             schedule.start()
         driver.run()
+    except TaoError as error:  # the run's own one-line stop: reported (the checks then fail), not a traceback
+        stopped_by = str(error)
     finally:
         if schedule is not None:
             schedule.finish()
         driver.cleanup()
     run_s = time.monotonic() - started
     summary = json.loads((out / "soak" / "summary.json").read_text())
+    if stopped_by is not None:
+        summary["stopped"] = f"error: {stopped_by}"
     return {"run_s": round(run_s, 1), "summary": summary,
             "faults": schedule.injected if schedule else [], "fault_errors": schedule.errors if schedule else [],
             "actor_processes_after_cleanup": wait_until_gone(census, actors_only=True)}
