@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.chaos_reward import STALL_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results-chaos-soak-cpu.json")
 ACTOR_TITLES = {"generator": "ray::GeneratorActor", "scorer": "ray::ScorerActor", "learner": "ray::LearnerActor"}
@@ -57,6 +59,29 @@ def recipe_overrides(iterations: int, seed: int, out: Path) -> list[str]:
             "resources.startup_timeout_s=300", "resources.max_actor_restarts=20",
             "scoring.reward=function", "scoring.function.target=benchmarks.chaos_reward:constraints_or_stall",
             "scoring.timeout_s=900", "eval.reward=constraints", "logging.wandb=false"]
+
+
+def cluster_processes(cluster) -> list[tuple[object, str]]:
+    """(process, command line) for every raylet of the cluster and everything under it, skipping any that ended
+    while we looked."""
+    found = []
+    for raylet in cluster._raylets().values():
+        try:
+            descendants = raylet.children(recursive=True)
+        except Exception:
+            continue
+        for process in [raylet, *descendants]:
+            try:
+                found.append((process, " ".join(process.cmdline())))
+            except Exception:
+                continue
+    return found
+
+
+def is_actor(line: str, role: str | None = None) -> bool:
+    """Whether a command line is an actor process's title (of `role`, or of any role)."""
+    titles = [ACTOR_TITLES[role]] if role else ACTOR_TITLES.values()
+    return any(line.startswith(title) for title in titles)
 
 
 class Chaos:
@@ -115,16 +140,7 @@ class Chaos:
 
     def actor_processes(self, role: str) -> list:
         """The live processes of `role`'s actors on this cluster (a learner rank's, a generator's, ...)."""
-        title = ACTOR_TITLES[role]
-        found = []
-        for raylet in self.cluster._raylets().values():
-            for process in raylet.children(recursive=True):
-                try:
-                    if " ".join(process.cmdline()).startswith(title):
-                        found.append(process)
-                except Exception:
-                    continue
-        return found
+        return [process for process, line in cluster_processes(self.cluster) if is_actor(line, role)]
 
     def finish(self) -> None:
         self.stop.set()
@@ -147,13 +163,10 @@ class Census:
             self.sample()
 
     def sample(self) -> None:
-        for raylet in self.cluster._raylets().values():
+        for process, line in cluster_processes(self.cluster):
             try:
-                for process in [raylet, *raylet.children(recursive=True)]:
-                    key = (process.pid, process.create_time())
-                    if key not in self.seen:
-                        self.seen[key] = " ".join(process.cmdline())[:100]
-            except Exception:  # a process that ended while we looked
+                self.seen.setdefault((process.pid, process.create_time()), line[:100])
+            except Exception:  # ended since it was listed
                 continue
 
     def alive(self, actors_only: bool = False) -> list[str]:
@@ -162,7 +175,7 @@ class Census:
 
         left = []
         for (pid, created), line in list(self.seen.items()):
-            if actors_only and not any(line.startswith(t) for t in ACTOR_TITLES.values()):
+            if actors_only and not is_actor(line):
                 continue
             try:
                 if abs(psutil.Process(pid).create_time() - created) < 1e-3:
@@ -193,7 +206,7 @@ def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
     stall_flag = workdir / "stall"
     # The raylets, hence every worker and the scorers' reward processes, inherit these.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    os.environ["TAO_RAY_CHAOS_STALL"] = str(stall_flag)
+    os.environ[STALL_ENV] = str(stall_flag)
     cluster = LocalCluster(nodes=2, cpus_per_node=4)
     started = time.monotonic()
     report: dict = {"chaos": chaos}

@@ -24,7 +24,8 @@ def reserved_scheduler_cores(available: int, preset: str | None) -> str | None:
 
 
 def give_engine_every_core() -> None:
-    """Call before building a vLLM engine on CPU. A value the user set in the environment wins."""
+    """Call before building a vLLM engine on CPU: on a small node no core is reserved for the scheduler and the engine
+    runs in this process on every core. A value the user set in the environment wins."""
     available = len(os.sched_getaffinity(0))
     value = reserved_scheduler_cores(available, os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU"))
     if value is not None:

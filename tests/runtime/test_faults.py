@@ -7,4 +7,3 @@ def test_only_a_taken_rendezvous_port_starts_the_learners_again():
                          "address already in use")
     assert port_was_taken(taken)
     assert not port_was_taken(RuntimeError("CUDA out of memory"))
-
