@@ -87,8 +87,8 @@ def is_actor(line: str, role: str | None = None) -> bool:
 class Chaos:
     """Injects one fault per iteration from iteration 1 on, at a seeded moment inside it, from a thread."""
 
-    def __init__(self, cluster, driver, seed: int, stall_flag: Path):
-        self.cluster, self.driver, self.stall_flag = cluster, driver, stall_flag
+    def __init__(self, cluster, driver, seed: int, stall_flag: Path, kinds: tuple[str, ...] = KINDS):
+        self.cluster, self.driver, self.stall_flag, self.kinds = cluster, driver, stall_flag, kinds
         self.rng = random.Random(seed)
         self.injected: list[dict] = []
         self.errors: list[str] = []
@@ -109,7 +109,7 @@ class Chaos:
                 if self.stop.wait(self.rng.uniform(0.5, 8.0)):
                     return
                 try:
-                    self.inject(iteration, self.rng.choice(KINDS))
+                    self.inject(iteration, self.rng.choice(self.kinds))
                 except Exception as error:  # a fault that could not be injected is reported, not fatal
                     self.errors.append(f"iteration {iteration}: {type(error).__name__}: {error}")
             self.stop.wait(0.5)
@@ -198,7 +198,7 @@ def wait_until_gone(census: Census, actors_only: bool, timeout_s: float = 60.0) 
     return left
 
 
-def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
+def one_run(iterations: int, seed: int, chaos: bool, workdir: Path, kinds: tuple[str, ...] = KINDS) -> dict:
     """The recipe on a fresh 2-node cluster; with `chaos`, under the fault schedule. The driver runs in this process
     (as the driver of `ray job submit` would run on the head), so the schedule can follow its iterations."""
     from tests.e2e.cluster import LocalCluster
@@ -217,7 +217,7 @@ def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
         report["cluster_start_s"] = round(time.monotonic() - started, 1)
         os.environ.update({"RAY_ADDRESS": f"127.0.0.1:{cluster.port}", "RAY_AUTH_MODE": "token",
                            "RAY_AUTH_TOKEN_PATH": str(cluster.token_path)})
-        report.update(drive(cluster, census, iterations, seed, chaos, workdir, stall_flag))
+        report.update(drive(cluster, census, iterations, seed, chaos, workdir, stall_flag, kinds))
     finally:
         import ray
 
@@ -234,8 +234,8 @@ def one_run(iterations: int, seed: int, chaos: bool, workdir: Path) -> dict:
     return report
 
 
-def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, workdir: Path, stall_flag: Path
-          ) -> dict:
+def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, workdir: Path, stall_flag: Path,
+          kinds: tuple[str, ...] = KINDS) -> dict:
     from tao_ray.config import load_recipe
     from tao_ray.data.inputs import prepare_inputs, resolve_output_dir
     from tao_ray.errors import TaoError
@@ -251,7 +251,7 @@ def drive(cluster, census: Census, iterations: int, seed: int, chaos: bool, work
     try:
         driver.setup()
         if chaos:
-            schedule = Chaos(cluster, driver, seed, stall_flag)
+            schedule = Chaos(cluster, driver, seed, stall_flag, kinds)
             schedule.start()
         driver.run()
     except TaoError as error:  # the run's own one-line stop: reported (the checks then fail), not a traceback
@@ -317,11 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="the faults drawn from, comma-separated (repeat one to weigh it); `node` alone takes "
+                             "a node in every iteration")
     parser.add_argument("--one", choices=("chaos", "clean"), help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    kinds = tuple(args.kinds.split(","))
+    if not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: {args.kinds!r}; each one of {sorted(set(KINDS))}")
     if args.one:
-        report = one_run(args.iterations, args.seed, args.one == "chaos", args.workdir)
+        report = one_run(args.iterations, args.seed, args.one == "chaos", args.workdir, kinds)
         (args.workdir / f"{args.one}.json").write_text(json.dumps(report))
         return 0
     from tao_ray.run.tracking import hardware
@@ -331,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("chaos", "clean"):
         # Each run in a process of its own: a Ray driver keeps the first cluster's token for its lifetime.
         subprocess.run([sys.executable, "-m", "benchmarks.chaos_soak", "--one", kind, "--workdir", str(tmp),
-                        "--iterations", str(args.iterations), "--seed", str(args.seed)], cwd=REPO, check=True)
+                        "--iterations", str(args.iterations), "--seed", str(args.seed), "--kinds", args.kinds],
+                       cwd=REPO, check=True)
         runs[kind] = json.loads((tmp / f"{kind}.json").read_text())
     shutil.rmtree(tmp, ignore_errors=True)  # kept when a run failed, for its logs
     chaos, clean = runs["chaos"], runs["clean"]
@@ -341,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "the demo recipe for N iterations on a 2-node Ray cluster (2 generators, 2 scorers, 2 learner "
                 "ranks, spread) under about one random fault per iteration, against a fault-free run of the "
                 "same seed",
-        "hardware": hardware(), "iterations": args.iterations, "seed": args.seed,
+        "hardware": hardware(), "iterations": args.iterations, "seed": args.seed, "kinds": list(kinds),
         "call_timeout_s": CALL_TIMEOUT_S,
         "faults": chaos["faults"], "fault_errors": chaos["fault_errors"],
         "faults_by_kind": {k: sum(f["kind"] == k for f in chaos["faults"]) for k in sorted(set(KINDS))},

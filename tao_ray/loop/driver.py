@@ -142,6 +142,8 @@ class TaoDriver:
         prompts, generations, scores, scoring = self.feed.take_batch(iteration, timing, self.timed, self.sync,
                                                                      self.policy_version)
         self.tracker.log_samples(iteration, tracking.samples_table(prompts, generations, scores.raw))
+        # The previous checkpoint, if its files are written: resumable before the update, should a rank die in it.
+        self.checkpointer.complete(self.actors.learners, wait=False)
         batch = self.build_batch(generations, scores)
         last = iteration == self.recipe.run.iterations
         if self.recipe.run.max_staleness and not last:

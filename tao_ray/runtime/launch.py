@@ -101,7 +101,10 @@ def join_ranks(make_ranks: Callable[[], list], timeout_s: float | None = None) -
 
     Rank 0 names a port that is free when it looks, and another process (any outgoing connection draws its local
     port from the same range) can take it before the group listens on it: the ranks are then killed and new ones
-    started on a new port, RENDEZVOUS_ATTEMPTS in all. Past `timeout_s`, ray's GetTimeoutError propagates."""
+    started on a new port, RENDEZVOUS_ATTEMPTS in all. Past `timeout_s`, ray's GetTimeoutError propagates.
+
+    Whatever ends an attempt (a rank that died, a timeout), its ranks are killed before the error goes on: a
+    survivor would keep its placement bundle, and the caller's next attempt would wait for that bundle forever."""
     attempt = 1
     while True:
         ranks = make_ranks()
@@ -110,13 +113,23 @@ def join_ranks(make_ranks: Callable[[], list], timeout_s: float | None = None) -
             address, port = ray.get(ranks[0].rendezvous_address.remote(), timeout=timeout_s)
             return ranks, ray.get([rank.setup.remote(address, port) for rank in ranks], timeout=timeout_s)
         except ray.exceptions.RayTaskError as error:
+            kill_ranks(ranks)
             if attempt == RENDEZVOUS_ATTEMPTS or not faults.port_was_taken(error):
                 raise
             log.warning("rendezvous port %s:%s was taken before the ranks joined; starting them again on another "
                         "(attempt %d of %d)", address, port, attempt + 1, RENDEZVOUS_ATTEMPTS)
-            for rank in ranks:
-                ray.kill(rank)
             attempt += 1
+        except BaseException:
+            kill_ranks(ranks)
+            raise
+
+
+def kill_ranks(ranks: list) -> None:
+    for rank in ranks:
+        try:
+            ray.kill(rank)
+        except Exception:  # noqa: BLE001 - one already gone (its node left) needs no kill
+            pass
 
 
 def start_learners(recipe: Recipe, model_dir: str, placement: Reservation | None = None,

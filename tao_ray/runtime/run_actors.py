@@ -183,14 +183,14 @@ class RunActors:
                 actors = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.log_dir)
                 break
             except (TaoError, ray.exceptions.RayActorError) as error:
-                lost = next(filter(None, (self.supervisor.lost_node("learner", rank)
-                                          for rank in range(len(self.learners)))), None)
+                lost_rank, lost = next(((rank, home) for rank in range(len(self.learners))
+                                        if (home := self.supervisor.lost_node("learner", rank))), (0, None))
                 if isinstance(error, ray.exceptions.RayActorError) and time.perf_counter() < deadline:
                     # Started on a node that died under it before Ray knew: its bundle moves, try again.
                     time.sleep(2.0)
                     continue
                 if lost is not None:
-                    raise TaoError(self.supervisor.node_lost_message(lost, "learner", 0)) from None
+                    raise TaoError(self.supervisor.node_lost_message(lost, "learner", lost_rank)) from None
                 if isinstance(error, TaoError):
                     raise
                 raise TaoError(f"the learner ranks could not be started again: {faults.describe(error)}") from None

@@ -61,7 +61,7 @@ def wait_for_summary(path: Path, ready, job: str, nodes: LocalCluster, timeout_s
 def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nodes, tmp_path):
     # 2 CPUs per node, spread: the learner (2 CPUs), the generator and the scorer each get a node of their own.
     out = tmp_path / "shared"
-    recipe = ("recipes/demo-cpu.yaml", *TINY, "run.iterations=2", "run.checkpoint_every=1",
+    recipe = ("recipes/demo-cpu.yaml", *TINY, "run.iterations=3", "run.checkpoint_every=1",
               "resources.placement=spread", "resources.startup_timeout_s=60", f"run.output_dir={out}",
               "training.lr=1e-4", "run.name=lost-node")
     job = nodes.submit("--no-wait", *recipe).stdout.strip()
@@ -86,7 +86,11 @@ def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nod
     assert all(r["restart_s"] > 0 and r["detect_s"] >= 0 for r in lost)
     print(f"node lost: {taken} back after {time.monotonic() - killed_at:.0f}s: {lost}")
 
-    # A second node goes, and nothing has room for what it held: one line, naming it, with the resume command.
+    # A second node goes, and nothing has room for what it held: one line, naming it, with the resume command. It
+    # may hold the learner, whose checkpoints are written in the background and completed an iteration later: it
+    # goes once iteration 1's is complete, which the resume then starts from.
+    checkpoint = out / "lost-node" / "checkpoints" / "iter-0001" / "model" / "config.json"
+    wait_for_summary(summary_path, lambda s: checkpoint.exists(), job, nodes)
     second = next(node for node in nodes._raylets() if node != head)
     nodes.kill_node(second)
     followed = nodes.submit("--follow", job)
@@ -102,7 +106,7 @@ def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nod
     resumed = nodes.submit(*recipe, "--resume")
     assert resumed.returncode == 0 and "succeeded" in resumed.stdout, resumed.stdout[-4000:]
     summary = json.loads(summary_path.read_text())
-    assert summary["stopped"] == "completed" and [r["iteration"] for r in summary["iterations"]] == [0, 1, 2]
+    assert summary["stopped"] == "completed" and [r["iteration"] for r in summary["iterations"]] == [0, 1, 2, 3]
     assert any(r["cause"] == "node_lost" for entries in summary["restarts"].values() for r in entries)
     assert not list(nodes.root.rglob("summary.json")), "a summary landed under Ray's temporary directory"
     base, trained = (row["served_weights"] for row in summary["iterations"][:2])
