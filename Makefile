@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/tao-ray demo-model
-	# --overwrite: a second `make demo` runs the demo again instead of refusing to replace runs/demo-cpu/.
-	$(VENV)/bin/tao-ray run recipes/demo-cpu.yaml --overwrite
+	# --overwrite: a second `make demo` runs the demo again instead of refusing to replace runs/demo-if-cpu/.
+	$(VENV)/bin/tao-ray run recipes/demo-if-cpu.yaml --overwrite
 
 # What the suite uses beyond Python, installed where apt-get is there and we are root (elsewhere those tests skip
 # with the reason): Debian's slurm-wlm and munge for the SLURM tests (tests/e2e/test_slurm.py), chromium for the
