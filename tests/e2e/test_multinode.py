@@ -58,10 +58,16 @@ def wait_for_summary(path: Path, ready, job: str, nodes: LocalCluster, timeout_s
     raise TimeoutError(f"{path} never got there; the job's log: {nodes.submit('--follow', job).stdout[-4000:]}")
 
 
+def node_lost(summary: dict) -> list[dict]:
+    return [dict(r, role=role) for role, entries in summary["restarts"].items() for r in entries
+            if r["cause"] == "node_lost"]
+
+
 def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nodes, tmp_path):
-    # 2 CPUs per node, spread: the learner (2 CPUs), the generator and the scorer each get a node of their own.
+    # 2 CPUs per node, spread: the learner (2 CPUs) on a node of its own, the generator, the scorer and the general
+    # set's scorer over the other two as Ray places them.
     out = tmp_path / "shared"
-    recipe = ("recipes/demo-cpu.yaml", *TINY, "run.iterations=3", "run.checkpoint_every=1",
+    recipe = ("recipes/demo-cpu.yaml", *TINY, "run.iterations=4", "run.checkpoint_every=1",
               "resources.placement=spread", "resources.startup_timeout_s=60", f"run.output_dir={out}",
               "training.lr=1e-4", "run.name=lost-node")
     job = nodes.submit("--no-wait", *recipe).stdout.strip()
@@ -71,26 +77,27 @@ def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nod
     where = {(a["role"], a["rank"]): a["node_id"] for a in summary["actors"]}
     assert len(set(where.values())) == 3, where
     head = nodes.head_node_id()
-    # A node without the learner (spread places the 1-CPU roles as it likes: the generator, the scorer or the
-    # general set's scorer): the survivors have room for what it held.
-    first = next(node for node in sorted(set(where.values())) if node not in (head, where[("learner", 0)]))
+    # A node without the learner, the generator's where it can be: the survivors have room for what it held.
+    candidates = sorted(node for node in set(where.values()) if node not in (head, where[("learner", 0)]))
+    first = where[("generator", 0)] if where[("generator", 0)] in candidates else candidates[0]
     taken = sorted(role for (role, _), node in where.items() if node == first)
     killed_at = time.monotonic()
     assert nodes.kill_node(first) >= 2  # the raylet and at least the actor's worker
 
-    # It goes on: what the node held restarts on a survivor, refitted, and iteration 1 is logged.
-    summary = wait_for_summary(summary_path, lambda s: len(s["iterations"]) >= 2, job, nodes)
-    lost = [dict(r, role=role) for role, entries in summary["restarts"].items() for r in entries
-            if r["cause"] == "node_lost"]
-    assert sorted(r["role"] for r in lost) == taken and {r["node_id"] for r in lost} == {first}, lost
+    # It goes on: what the node held restarts on a survivor, refitted, and iteration 1 is logged. Each loss is
+    # recorded when the role is next called or seen restarting (the general set's scorer only at an evaluation).
+    summary = wait_for_summary(summary_path, lambda s: len(s["iterations"]) >= 2
+                               and sorted(r["role"] for r in node_lost(s)) == taken, job, nodes)
+    lost = node_lost(summary)
+    assert {r["node_id"] for r in lost} == {first}, lost
     assert all(r["restart_s"] > 0 and r["detect_s"] >= 0 for r in lost)
     print(f"node lost: {taken} back after {time.monotonic() - killed_at:.0f}s: {lost}")
 
     # A second node goes, and nothing has room for what it held: one line, naming it, with the resume command. It
     # may hold the learner, whose checkpoints are written in the background and completed an iteration later: it
-    # goes once iteration 1's is complete, which the resume then starts from.
-    checkpoint = out / "lost-node" / "checkpoints" / "iter-0001" / "model" / "config.json"
-    wait_for_summary(summary_path, lambda s: checkpoint.exists(), job, nodes)
+    # goes once a checkpoint is complete, which the resume then starts from.
+    checkpoints = out / "lost-node" / "checkpoints"
+    wait_for_summary(summary_path, lambda s: any(checkpoints.glob("iter-*/model/config.json")), job, nodes)
     second = next(node for node in nodes._raylets() if node != head)
     nodes.kill_node(second)
     followed = nodes.submit("--follow", job)
@@ -98,7 +105,7 @@ def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nod
     assert followed.returncode != 0 and line is not None, followed.stdout[-5000:] + followed.stderr[-2000:]
     assert f"node {second}" in line and "left the cluster" in line and "--resume" in line, line
     assert "Traceback" not in followed.stdout.split("tao-ray: error:")[-1]
-    assert list((out / "lost-node").glob("checkpoints/iter-*/model/config.json")), "no complete checkpoint left"
+    assert list(checkpoints.glob("iter-*/model/config.json")), "no complete checkpoint left"
     assert json.loads(summary_path.read_text())["stopped"].startswith(f"error: node {second}")
 
     # A healthy cluster again (a node joins): --resume finishes the run.
@@ -106,7 +113,7 @@ def test_a_spread_run_survives_a_lost_node_and_resumes_after_losing_a_second(nod
     resumed = nodes.submit(*recipe, "--resume")
     assert resumed.returncode == 0 and "succeeded" in resumed.stdout, resumed.stdout[-4000:]
     summary = json.loads(summary_path.read_text())
-    assert summary["stopped"] == "completed" and [r["iteration"] for r in summary["iterations"]] == [0, 1, 2, 3]
+    assert summary["stopped"] == "completed" and [r["iteration"] for r in summary["iterations"]] == [0, 1, 2, 3, 4]
     assert any(r["cause"] == "node_lost" for entries in summary["restarts"].values() for r in entries)
     assert not list(nodes.root.rglob("summary.json")), "a summary landed under Ray's temporary directory"
     base, trained = (row["served_weights"] for row in summary["iterations"][:2])
