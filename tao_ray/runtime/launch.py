@@ -112,16 +112,14 @@ def join_ranks(make_ranks: Callable[[], list], timeout_s: float | None = None) -
         try:
             address, port = ray.get(ranks[0].rendezvous_address.remote(), timeout=timeout_s)
             return ranks, ray.get([rank.setup.remote(address, port) for rank in ranks], timeout=timeout_s)
-        except ray.exceptions.RayTaskError as error:
+        except BaseException as error:
             kill_ranks(ranks)
-            if attempt == RENDEZVOUS_ATTEMPTS or not faults.port_was_taken(error):
+            taken = isinstance(error, ray.exceptions.RayTaskError) and faults.port_was_taken(error)
+            if attempt == RENDEZVOUS_ATTEMPTS or not taken:
                 raise
             log.warning("rendezvous port %s:%s was taken before the ranks joined; starting them again on another "
                         "(attempt %d of %d)", address, port, attempt + 1, RENDEZVOUS_ATTEMPTS)
             attempt += 1
-        except BaseException:
-            kill_ranks(ranks)
-            raise
 
 
 def kill_ranks(ranks: list) -> None:

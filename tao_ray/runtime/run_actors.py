@@ -183,12 +183,12 @@ class RunActors:
                 actors = launch.start_learners(self.recipe, self.inputs.model_dir, self.reservation, self.log_dir)
                 break
             except (TaoError, ray.exceptions.RayActorError) as error:
-                lost_rank, lost = next(((rank, home) for rank in range(len(self.learners))
-                                        if (home := self.supervisor.lost_node("learner", rank))), (0, None))
                 if isinstance(error, ray.exceptions.RayActorError) and time.perf_counter() < deadline:
                     # Started on a node that died under it before Ray knew: its bundle moves, try again.
                     time.sleep(2.0)
                     continue
+                lost_rank, lost = next(((rank, home) for rank in range(len(self.learners))
+                                        if (home := self.supervisor.lost_node("learner", rank))), (0, None))
                 if lost is not None:
                     raise TaoError(self.supervisor.node_lost_message(lost, "learner", lost_rank)) from None
                 if isinstance(error, TaoError):
