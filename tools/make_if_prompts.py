@@ -4,8 +4,9 @@ IFEval's official ones (the `instructions` scorer, through if-verifiable), askin
 - Constraints go both ways: at least and fewer than N words or sentences, as many paragraphs, sections, bullets,
   highlights or placeholders as asked, a postscript, a title, a case, no commas, keywords to use, to avoid or to
   repeat, an ending phrase. No reward is easier to earn by answering less.
-- Every constraint is asked in several phrasings; train draws from the first ones, transfer only from phrasings
-  held back from training (the same skill in other words), on the held-out topics.
+- Every constraint is asked in several phrasings (five or six for training and held-out, so that no one template is
+  the signal); transfer draws only from two phrasings held back from training (the same skill in other words), on
+  the held-out topics.
 - unseen: constraint types the training set never asks for (IFEval's letter frequency and capital words; IFBench's
   kinds: a word-count range, distinct words, a word in the Nth sentence, exactly N numbers, sentences then bullets,
   title case, an emoji ending each sentence), the demo's test of whether what was learned carries over to new kinds
@@ -58,7 +59,7 @@ def families(rng: random.Random) -> dict:
                 else rng.choice([3, 4, 5])}
 
     least = "at least"
-    return {
+    table = {
         "length_constraints:number_words": (words, [
             lambda k: f"Answer in {'at least' if k['relation'] == least else 'fewer than'} {k['num_words']} words.",
             lambda k: (f"Your response should contain {'no fewer than' if k['relation'] == least else 'less than'} "
@@ -165,6 +166,84 @@ def families(rng: random.Random) -> dict:
             lambda k: f"The last words of your reply must be: {k['end_phrase']}",
             lambda k: f"Close with exactly \"{k['end_phrase']}\", with no other words following.",
         ]),
+    }
+    # Training sees more wordings than the last two held back for transfer: with two, the template itself could be
+    # what the model learns to answer.
+    for instruction_id, extra in more_training_phrasings().items():
+        make_kwargs, phrasings = table[instruction_id]
+        table[instruction_id] = (make_kwargs, [*phrasings[:-2], *extra, *phrasings[-2:]])
+    return table
+
+
+def more_training_phrasings() -> dict:
+    def at_least(k: dict, yes: str, no: str) -> str:
+        return yes if k["relation"] == "at least" else no
+
+    return {
+        "length_constraints:number_words": [
+            lambda k: f"{at_least(k, 'Use no less than', 'Use under')} {k['num_words']} words in total.",
+            lambda k: f"Length: {at_least(k, 'a minimum of', 'a maximum of just under')} {k['num_words']} words.",
+            lambda k: f"I need {at_least(k, 'a reply of at least', 'a reply shorter than')} {k['num_words']} words."],
+        "length_constraints:number_sentences": [
+            lambda k: f"Write {at_least(k, 'no fewer than', 'under')} {k['num_sentences']} sentences.",
+            lambda k: f"Sentence count: {at_least(k, 'at least', 'fewer than')} {k['num_sentences']}.",
+            lambda k: f"I want {at_least(k, 'at least', 'less than')} {k['num_sentences']} sentences from you."],
+        "length_constraints:number_paragraphs": [
+            lambda k: f"Break it into {k['num_paragraphs']} paragraphs with *** on the line between each pair.",
+            lambda k: f"I need {k['num_paragraphs']} paragraphs; separate them using ***.",
+            lambda k: f"Exactly {k['num_paragraphs']} paragraphs please, each pair split by ***."],
+        "detectable_format:multiple_sections": [
+            lambda k: f"Lay it out as {k['num_sections']} sections titled Section 1, Section 2 and so forth.",
+            lambda k: f"I want {k['num_sections']} sections, each one opening with Section and a number.",
+            lambda k: f"Structure: {k['num_sections']} sections marked Section 1, Section 2, etc."],
+        "detectable_format:number_bullet_lists": [
+            lambda k: f"Format it as {k['num_bullets']} markdown bullets (each line starting with *), no more.",
+            lambda k: f"I need precisely {k['num_bullets']} bullet points written with *.",
+            lambda k: f"Bullet points: exactly {k['num_bullets']}, in markdown."],
+        "detectable_format:number_highlighted_sections": [
+            lambda k: f"Put *asterisks* around at least {k['num_highlights']} important phrases.",
+            lambda k: f"I want {k['num_highlights']} or more *highlighted* phrases in markdown.",
+            lambda k: f"Highlights: at least {k['num_highlights']}, each written as *text*."],
+        "detectable_content:number_placeholders": [
+            lambda k: f"Add {k['num_placeholders']} or more fill-in fields in square brackets, like [city].",
+            lambda k: f"I need at least {k['num_placeholders']} bracketed placeholders such as [time].",
+            lambda k: f"Placeholders: at least {k['num_placeholders']}, written as [word]."],
+        "detectable_content:postscript": [
+            lambda k: "After the main text, write a P.S. note.",
+            lambda k: "I want a postscript at the bottom, beginning with P.S.",
+            lambda k: "End with an afterthought introduced by P.S."],
+        "detectable_format:title": [
+            lambda k: "Begin with a title between << and >>, for example <<A Day Out>>.",
+            lambda k: "I need a title on top, written like <<The Title>>.",
+            lambda k: "Title it, using double angle brackets around the title."],
+        "change_case:english_lowercase": [
+            lambda k: "Keep every letter lowercase, even at the start of sentences.",
+            lambda k: "I want no uppercase letters at all in your reply.",
+            lambda k: "Lowercase only, please."],
+        "change_case:english_capital": [
+            lambda k: "Type the whole reply in CAPITAL LETTERS.",
+            lambda k: "I want every word in uppercase.",
+            lambda k: "All caps, please, from start to end."],
+        "punctuation:no_comma": [
+            lambda k: "Leave out commas completely.",
+            lambda k: "I want no commas anywhere in your reply.",
+            lambda k: "No commas, please."],
+        "keywords:existence": [
+            lambda k: f"Be sure the words {' and '.join(k['keywords'])} show up in the answer.",
+            lambda k: f"I want to see {' and '.join(k['keywords'])} in your reply.",
+            lambda k: f"Required words: {', '.join(k['keywords'])}."],
+        "keywords:forbidden_words": [
+            lambda k: f"Stay away from the words {' and '.join(k['forbidden_words'])}.",
+            lambda k: f"I want a reply without {' or '.join(k['forbidden_words'])}.",
+            lambda k: f"Banned words: {', '.join(k['forbidden_words'])}."],
+        "keywords:frequency": [
+            lambda k: f"Say {k['keyword']} {k['frequency']} times or more.",
+            lambda k: f"I want the word {k['keyword']} used at least {k['frequency']} times.",
+            lambda k: f"Keyword {k['keyword']}: at least {k['frequency']} uses."],
+        "startend:end_checker": [
+            lambda k: f"Make your final words exactly: {k['end_phrase']}",
+            lambda k: f"I want the reply to end on this phrase: {k['end_phrase']}",
+            lambda k: f"Last line: {k['end_phrase']} (nothing after it)."],
     }
 
 
