@@ -59,12 +59,18 @@ def families(rng: random.Random) -> dict:
                 else rng.choice([3, 4, 5])}
 
     least = "at least"
-    table = {
+    return {
         "length_constraints:number_words": (words, [
             lambda k: f"Answer in {'at least' if k['relation'] == least else 'fewer than'} {k['num_words']} words.",
             lambda k: (f"Your response should contain {'no fewer than' if k['relation'] == least else 'less than'} "
                        f"{k['num_words']} words."),
             lambda k: f"Make it {'at least' if k['relation'] == least else 'under'} {k['num_words']} words long.",
+            lambda k: (f"{'Use no less than' if k['relation'] == least else 'Use under'} {k['num_words']} "
+                       "words in total."),
+            lambda k: (f"Length: {'a minimum of' if k['relation'] == least else 'a maximum of just under'} "
+                       f"{k['num_words']} words."),
+            lambda k: (f"I need {'a reply of at least' if k['relation'] == least else 'a reply shorter than'} "
+                       f"{k['num_words']} words."),
             lambda k: (f"The word count of your reply must be {'at least' if k['relation'] == least else 'below'} "
                        f"{k['num_words']}."),
             lambda k: (f"{'Write at least' if k['relation'] == least else 'Keep it shorter than'} "
@@ -75,6 +81,10 @@ def families(rng: random.Random) -> dict:
                        "sentences."),
             lambda k: (f"Your answer should have {'at least' if k['relation'] == least else 'less than'} "
                        f"{k['num_sentences']} sentences."),
+            lambda k: f"Write {'no fewer than' if k['relation'] == least else 'under'} {k['num_sentences']} sentences.",
+            lambda k: f"Sentence count: {'at least' if k['relation'] == least else 'fewer than'} {k['num_sentences']}.",
+            lambda k: (f"I want {'at least' if k['relation'] == least else 'less than'} {k['num_sentences']} "
+                       "sentences from you."),
             lambda k: (f"{'Write at least' if k['relation'] == least else 'Stay under'} {k['num_sentences']} "
                        "sentences."),
             lambda k: (f"The reply must be {'at least' if k['relation'] == least else 'below'} "
@@ -83,6 +93,9 @@ def families(rng: random.Random) -> dict:
         "length_constraints:number_paragraphs": (lambda: {"num_paragraphs": rng.choice([2, 3])}, [
             lambda k: f"Write exactly {k['num_paragraphs']} paragraphs, separated by the markdown divider ***.",
             lambda k: f"Your answer must have {k['num_paragraphs']} paragraphs; put *** between paragraphs.",
+            lambda k: f"Break it into {k['num_paragraphs']} paragraphs with *** on the line between each pair.",
+            lambda k: f"I need {k['num_paragraphs']} paragraphs; separate them using ***.",
+            lambda k: f"Exactly {k['num_paragraphs']} paragraphs please, each pair split by ***.",
             lambda k: f"Split the reply into {k['num_paragraphs']} paragraphs divided by ***.",
             lambda k: f"Use {k['num_paragraphs']} paragraphs, and mark each break with a line holding only ***.",
         ]),
@@ -90,66 +103,99 @@ def families(rng: random.Random) -> dict:
                                                          "num_sections": rng.choice([2, 3])}, [
             lambda k: f"Organize your answer in {k['num_sections']} sections, each starting with Section X.",
             lambda k: f"Your response must have {k['num_sections']} parts, labeled Section 1, Section 2 and so on.",
+            lambda k: f"Lay it out as {k['num_sections']} sections titled Section 1, Section 2 and so forth.",
+            lambda k: f"I want {k['num_sections']} sections, each one opening with Section and a number.",
+            lambda k: f"Structure: {k['num_sections']} sections marked Section 1, Section 2, etc.",
             lambda k: f"Divide the reply into {k['num_sections']} sections headed Section 1, Section 2, ...",
             lambda k: f"Write {k['num_sections']} sections; begin each with the word Section and its number.",
         ]),
         "detectable_format:number_bullet_lists": (lambda: {"num_bullets": rng.choice([2, 3, 4])}, [
             lambda k: f"Answer with exactly {k['num_bullets']} bullet points, using markdown bullets such as * item.",
             lambda k: f"Your answer must contain exactly {k['num_bullets']} markdown bullet points.",
+            lambda k: f"Format it as {k['num_bullets']} markdown bullets (each line starting with *), no more.",
+            lambda k: f"I need precisely {k['num_bullets']} bullet points written with *.",
+            lambda k: f"Bullet points: exactly {k['num_bullets']}, in markdown.",
             lambda k: f"Give {k['num_bullets']} bullet points (lines starting with * ) and nothing else as a list.",
             lambda k: f"List exactly {k['num_bullets']} points as markdown bullets.",
         ]),
         "detectable_format:number_highlighted_sections": (lambda: {"num_highlights": rng.choice([1, 2])}, [
             lambda k: f"Highlight at least {k['num_highlights']} parts with markdown, i.e. *highlighted section*.",
             lambda k: f"Mark at least {k['num_highlights']} phrases as *highlighted* with asterisks.",
+            lambda k: f"Put *asterisks* around at least {k['num_highlights']} important phrases.",
+            lambda k: f"I want {k['num_highlights']} or more *highlighted* phrases in markdown.",
+            lambda k: f"Highlights: at least {k['num_highlights']}, each written as *text*.",
             lambda k: f"Use markdown to highlight {k['num_highlights']} or more sections, like *this*.",
             lambda k: f"Emphasize at least {k['num_highlights']} passages by wrapping them in single asterisks.",
         ]),
         "detectable_content:number_placeholders": (lambda: {"num_placeholders": rng.choice([1, 2])}, [
             lambda k: f"Include at least {k['num_placeholders']} placeholders in square brackets, such as [name].",
             lambda k: f"Leave at least {k['num_placeholders']} blanks for the reader as [placeholder] in brackets.",
+            lambda k: f"Add {k['num_placeholders']} or more fill-in fields in square brackets, like [city].",
+            lambda k: f"I need at least {k['num_placeholders']} bracketed placeholders such as [time].",
+            lambda k: f"Placeholders: at least {k['num_placeholders']}, written as [word].",
             lambda k: f"The response must contain {k['num_placeholders']} or more placeholders like [address].",
             lambda k: f"Put at least {k['num_placeholders']} square-bracket placeholders, e.g. [date], in it.",
         ]),
         "detectable_content:postscript": (lambda: {"postscript_marker": "P.S."}, [
             lambda k: "At the end of your response, add a postscript starting with P.S.",
             lambda k: "Finish with a postscript that begins with P.S.",
+            lambda k: "After the main text, write a P.S. note.",
+            lambda k: "I want a postscript at the bottom, beginning with P.S.",
+            lambda k: "End with an afterthought introduced by P.S.",
             lambda k: "Add a P.S. at the very end.",
             lambda k: "Close the reply with a note that starts with P.S.",
         ]),
         "detectable_format:title": (dict, [
             lambda k: "Give your answer a title wrapped in double angular brackets, such as <<my title>>.",
             lambda k: "Start with a title in double angle brackets, like <<title>>.",
+            lambda k: "Begin with a title between << and >>, for example <<A Day Out>>.",
+            lambda k: "I need a title on top, written like <<The Title>>.",
+            lambda k: "Title it, using double angle brackets around the title.",
             lambda k: "Your reply needs a title written as <<Title>>.",
             lambda k: "Put a title inside << and >> at the top.",
         ]),
         "change_case:english_lowercase": (dict, [
             lambda k: "Write your whole answer in lowercase letters, with no capital letters at all.",
             lambda k: "Use only lowercase letters.",
+            lambda k: "Keep every letter lowercase, even at the start of sentences.",
+            lambda k: "I want no uppercase letters at all in your reply.",
+            lambda k: "Lowercase only, please.",
             lambda k: "Do not use any capital letters anywhere.",
             lambda k: "Everything you write must be in lower case.",
         ]),
         "change_case:english_capital": (dict, [
             lambda k: "Write your entire answer in capital letters.",
             lambda k: "Use only uppercase letters.",
+            lambda k: "Type the whole reply in CAPITAL LETTERS.",
+            lambda k: "I want every word in uppercase.",
+            lambda k: "All caps, please, from start to end.",
             lambda k: "Your response must be in all caps.",
             lambda k: "Every letter of the reply must be a capital letter.",
         ]),
         "punctuation:no_comma": (dict, [
             lambda k: "Do not use any commas.",
             lambda k: "Avoid commas entirely.",
+            lambda k: "Leave out commas completely.",
+            lambda k: "I want no commas anywhere in your reply.",
+            lambda k: "No commas, please.",
             lambda k: "Your reply must not contain a single comma.",
             lambda k: "Write without commas.",
         ]),
         "keywords:existence": (lambda: {"keywords": rng.sample(KEYWORDS, rng.choice([1, 2]))}, [
             lambda k: f"Include the words {' and '.join(k['keywords'])}.",
             lambda k: f"Make sure to use the keywords {', '.join(k['keywords'])}.",
+            lambda k: f"Be sure the words {' and '.join(k['keywords'])} show up in the answer.",
+            lambda k: f"I want to see {' and '.join(k['keywords'])} in your reply.",
+            lambda k: f"Required words: {', '.join(k['keywords'])}.",
             lambda k: f"Your answer must mention {' and '.join(k['keywords'])}.",
             lambda k: f"Work the word(s) {', '.join(k['keywords'])} into your reply.",
         ]),
         "keywords:forbidden_words": (lambda: {"forbidden_words": rng.sample(KEYWORDS, 2)}, [
             lambda k: f"Do not use the words {' or '.join(k['forbidden_words'])}.",
             lambda k: f"Avoid the words {', '.join(k['forbidden_words'])}.",
+            lambda k: f"Stay away from the words {' and '.join(k['forbidden_words'])}.",
+            lambda k: f"I want a reply without {' or '.join(k['forbidden_words'])}.",
+            lambda k: f"Banned words: {', '.join(k['forbidden_words'])}.",
             lambda k: f"Never write {' or '.join(k['forbidden_words'])} in your answer.",
             lambda k: f"The words {' and '.join(k['forbidden_words'])} are not allowed.",
         ]),
@@ -157,93 +203,21 @@ def families(rng: random.Random) -> dict:
                                         "relation": "at least"}, [
             lambda k: f"Use the word {k['keyword']} at least {k['frequency']} times.",
             lambda k: f"The word {k['keyword']} should appear {k['frequency']} or more times.",
+            lambda k: f"Say {k['keyword']} {k['frequency']} times or more.",
+            lambda k: f"I want the word {k['keyword']} used at least {k['frequency']} times.",
+            lambda k: f"Keyword {k['keyword']}: at least {k['frequency']} uses.",
             lambda k: f"Repeat the word {k['keyword']} at least {k['frequency']} times.",
             lambda k: f"Mention {k['keyword']} no fewer than {k['frequency']} times.",
         ]),
         "startend:end_checker": (lambda: {"end_phrase": rng.choice(ENDINGS)}, [
             lambda k: f"End your response with the exact phrase \"{k['end_phrase']}\" and nothing after it.",
             lambda k: f"Finish your answer with this exact phrase: {k['end_phrase']}",
+            lambda k: f"Make your final words exactly: {k['end_phrase']}",
+            lambda k: f"I want the reply to end on this phrase: {k['end_phrase']}",
+            lambda k: f"Last line: {k['end_phrase']} (nothing after it).",
             lambda k: f"The last words of your reply must be: {k['end_phrase']}",
             lambda k: f"Close with exactly \"{k['end_phrase']}\", with no other words following.",
         ]),
-    }
-    # Training sees more wordings than the last two held back for transfer: with two, the template itself could be
-    # what the model learns to answer.
-    for instruction_id, extra in more_training_phrasings().items():
-        make_kwargs, phrasings = table[instruction_id]
-        table[instruction_id] = (make_kwargs, [*phrasings[:-2], *extra, *phrasings[-2:]])
-    return table
-
-
-def more_training_phrasings() -> dict:
-    def at_least(k: dict, yes: str, no: str) -> str:
-        return yes if k["relation"] == "at least" else no
-
-    return {
-        "length_constraints:number_words": [
-            lambda k: f"{at_least(k, 'Use no less than', 'Use under')} {k['num_words']} words in total.",
-            lambda k: f"Length: {at_least(k, 'a minimum of', 'a maximum of just under')} {k['num_words']} words.",
-            lambda k: f"I need {at_least(k, 'a reply of at least', 'a reply shorter than')} {k['num_words']} words."],
-        "length_constraints:number_sentences": [
-            lambda k: f"Write {at_least(k, 'no fewer than', 'under')} {k['num_sentences']} sentences.",
-            lambda k: f"Sentence count: {at_least(k, 'at least', 'fewer than')} {k['num_sentences']}.",
-            lambda k: f"I want {at_least(k, 'at least', 'less than')} {k['num_sentences']} sentences from you."],
-        "length_constraints:number_paragraphs": [
-            lambda k: f"Break it into {k['num_paragraphs']} paragraphs with *** on the line between each pair.",
-            lambda k: f"I need {k['num_paragraphs']} paragraphs; separate them using ***.",
-            lambda k: f"Exactly {k['num_paragraphs']} paragraphs please, each pair split by ***."],
-        "detectable_format:multiple_sections": [
-            lambda k: f"Lay it out as {k['num_sections']} sections titled Section 1, Section 2 and so forth.",
-            lambda k: f"I want {k['num_sections']} sections, each one opening with Section and a number.",
-            lambda k: f"Structure: {k['num_sections']} sections marked Section 1, Section 2, etc."],
-        "detectable_format:number_bullet_lists": [
-            lambda k: f"Format it as {k['num_bullets']} markdown bullets (each line starting with *), no more.",
-            lambda k: f"I need precisely {k['num_bullets']} bullet points written with *.",
-            lambda k: f"Bullet points: exactly {k['num_bullets']}, in markdown."],
-        "detectable_format:number_highlighted_sections": [
-            lambda k: f"Put *asterisks* around at least {k['num_highlights']} important phrases.",
-            lambda k: f"I want {k['num_highlights']} or more *highlighted* phrases in markdown.",
-            lambda k: f"Highlights: at least {k['num_highlights']}, each written as *text*."],
-        "detectable_content:number_placeholders": [
-            lambda k: f"Add {k['num_placeholders']} or more fill-in fields in square brackets, like [city].",
-            lambda k: f"I need at least {k['num_placeholders']} bracketed placeholders such as [time].",
-            lambda k: f"Placeholders: at least {k['num_placeholders']}, written as [word]."],
-        "detectable_content:postscript": [
-            lambda k: "After the main text, write a P.S. note.",
-            lambda k: "I want a postscript at the bottom, beginning with P.S.",
-            lambda k: "End with an afterthought introduced by P.S."],
-        "detectable_format:title": [
-            lambda k: "Begin with a title between << and >>, for example <<A Day Out>>.",
-            lambda k: "I need a title on top, written like <<The Title>>.",
-            lambda k: "Title it, using double angle brackets around the title."],
-        "change_case:english_lowercase": [
-            lambda k: "Keep every letter lowercase, even at the start of sentences.",
-            lambda k: "I want no uppercase letters at all in your reply.",
-            lambda k: "Lowercase only, please."],
-        "change_case:english_capital": [
-            lambda k: "Type the whole reply in CAPITAL LETTERS.",
-            lambda k: "I want every word in uppercase.",
-            lambda k: "All caps, please, from start to end."],
-        "punctuation:no_comma": [
-            lambda k: "Leave out commas completely.",
-            lambda k: "I want no commas anywhere in your reply.",
-            lambda k: "No commas, please."],
-        "keywords:existence": [
-            lambda k: f"Be sure the words {' and '.join(k['keywords'])} show up in the answer.",
-            lambda k: f"I want to see {' and '.join(k['keywords'])} in your reply.",
-            lambda k: f"Required words: {', '.join(k['keywords'])}."],
-        "keywords:forbidden_words": [
-            lambda k: f"Stay away from the words {' and '.join(k['forbidden_words'])}.",
-            lambda k: f"I want a reply without {' or '.join(k['forbidden_words'])}.",
-            lambda k: f"Banned words: {', '.join(k['forbidden_words'])}."],
-        "keywords:frequency": [
-            lambda k: f"Say {k['keyword']} {k['frequency']} times or more.",
-            lambda k: f"I want the word {k['keyword']} used at least {k['frequency']} times.",
-            lambda k: f"Keyword {k['keyword']}: at least {k['frequency']} uses."],
-        "startend:end_checker": [
-            lambda k: f"Make your final words exactly: {k['end_phrase']}",
-            lambda k: f"I want the reply to end on this phrase: {k['end_phrase']}",
-            lambda k: f"Last line: {k['end_phrase']} (nothing after it)."],
     }
 
 
