@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,15 @@ def slurm():
     cluster = SlurmCluster().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def shared():
+    """The job's shared directory: its Ray's temporary files and the run, checkpoints included (GBs), removed after
+    the test whatever its outcome: a SLURM job writes outside pytest's tmp_path, so nothing else would."""
+    path = Path(tempfile.mkdtemp(prefix="tr-slurm-", dir="/tmp"))  # short: Ray's socket paths live under it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def job_processes(shared: Path) -> list[str]:
@@ -60,8 +70,7 @@ def submit(slurm: SlurmCluster, shared: Path, overrides: list[str]) -> str:
     return result.stdout.strip().split(";")[0]
 
 
-def test_sbatch_runs_the_recipe_on_ray_inside_the_allocation_and_stops_ray(slurm):
-    shared = Path(tempfile.mkdtemp(prefix="tr-slurm-", dir="/tmp"))
+def test_sbatch_runs_the_recipe_on_ray_inside_the_allocation_and_stops_ray(slurm, shared):
     job_id = submit(slurm, shared, [*TINY, f"run.output_dir={shared}/runs"])
     state = slurm.wait(job_id, timeout_s=900)
     out = (shared / f"job-{job_id}.out").read_text()
@@ -75,8 +84,7 @@ def test_sbatch_runs_the_recipe_on_ray_inside_the_allocation_and_stops_ray(slurm
     assert job_processes(shared) == []
 
 
-def test_scancel_mid_run_leaves_no_ray_process(slurm):
-    shared = Path(tempfile.mkdtemp(prefix="tr-slurm-", dir="/tmp"))
+def test_scancel_mid_run_leaves_no_ray_process(slurm, shared):
     job_id = submit(slurm, shared, [*TINY, "run.iterations=20", f"run.output_dir={shared}/runs"])
     out_file = shared / f"job-{job_id}.out"
     deadline = time.monotonic() + 600
