@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 def test_train_rm_then_run_with_the_reward_model_and_conditioned_sampling(tmp_path):
     rm_dir = tmp_path / "topic-rm"
     trained = subprocess.run([sys.executable, "-m", "tao_ray", "train-rm", "prompts/preferences/topic-pairs.jsonl",
-                              "--out", str(rm_dir), "--epochs", "2", "--lr", "2e-5", "--max-length", "128"],
+                              "--out", str(rm_dir), "--epochs", "1", "--lr", "2e-5", "--max-length", "128"],
                              capture_output=True, text=True, timeout=1200)
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     report = json.loads(next(line for line in reversed(trained.stdout.splitlines()) if line.startswith("{")))
