@@ -36,6 +36,7 @@ from tao_ray.run.tracking import Tracker, hardware
 from tao_ray.runtime import faults
 from tao_ray.runtime.run_actors import RunActors
 from tao_ray.runtime.supervision import Supervisor
+from tao_ray.sync.driver import SendersLost
 
 SERVED_WEIGHTS_PARAMETER = "model.embed_tokens.weight"
 
@@ -205,8 +206,8 @@ class TaoDriver:
         is a LearnerFailure; dead generators are restarted and refitted, which is the sync itself."""
         started = time.perf_counter()
         try:
-            received = self.sync.update(version, timeout_s=self.supervisor.timeout("sync"))
-        except (ray.exceptions.RayError, TimeoutError) as error:
+            received = self.sync.update(version, timeout_s=self.supervisor.timeout("sync"), abort=self.learner_died)
+        except (ray.exceptions.RayError, TimeoutError, SendersLost) as error:
             self.actors.learners.check()
             self.policy_version = version
             if self.sync.restart_all_on_failure:  # a collective sync: none may stay half-received
@@ -218,6 +219,12 @@ class TaoDriver:
             return 0.0
         self.policy_version = version
         return received
+
+    def learner_died(self) -> str | None:
+        """Why a weight sync should stop waiting: a learner rank the health watch saw die (its node may have held
+        the payload a generator is still fetching, which Ray gives up on only after minutes)."""
+        dead = self.actors.health.seen_dead("learner")
+        return f"learner rank {dead[0]} died" if dead else None
 
     def check_health(self) -> None:
         """The deaths the health watch saw since the last stage (runtime/health.py), handled before any actor is

@@ -110,6 +110,11 @@ class HealthWatch:
             deaths, self._deaths = self._deaths, []
         return deaths
 
+    def seen_dead(self, role: str) -> list[int]:
+        """The ranks of `role` whose death is seen and not yet taken: a look that leaves them for take()."""
+        with self._lock:
+            return sorted({death.rank for death in self._deaths if death.role == role})
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="tao-ray-health-watch", daemon=True)

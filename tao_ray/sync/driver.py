@@ -3,9 +3,40 @@ path that fits the run: shared memory or the object store on CPU, NCCL on CUDA, 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import ray
 
 from tao_ray.core import memory
+
+# How often a sync that waits checks whether its senders are still alive.
+ABORT_POLL_S = 1.0
+
+
+class SendersLost(RuntimeError):
+    """A sync gave up waiting: a learner rank it needs died (the driver then restarts the learners)."""
+
+
+def get_unless(refs: list, timeout_s: float | None, abort: Callable[[], str | None] | None = None) -> list:
+    """ray.get(refs, timeout=timeout_s) that also ends, with SendersLost, as soon as `abort()` names a reason (a
+    learner rank seen dead). A generator whose payload sat on a node that left waits in Ray's object fetch for up to
+    ten minutes (fetch_fail_timeout_milliseconds) before its call fails; a dead rank is in Ray's actor table within
+    seconds. The receivers' calls are not cancelled: Ray cancels an actor call still waiting for its arguments only
+    by leaving a gap in the actor's call order, which then stalls every later call for half a minute."""
+    if abort is None:
+        return ray.get(refs, timeout=timeout_s)
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+    pending = list(refs)
+    while pending:
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            break  # ray.get below raises GetTimeoutError, as without `abort`
+        _, pending = ray.wait(pending, num_returns=len(pending),
+                              timeout=ABORT_POLL_S if left is None else min(ABORT_POLL_S, left))
+        if pending and (reason := abort()):
+            raise SendersLost(f"weight sync abandoned: {reason}")
+    return ray.get(refs, timeout=0 if pending else None)
 
 
 def engines_dtype(generators: list, timeout_s: float | None) -> str | None:
@@ -55,9 +86,11 @@ class CpuInPlaceSync:
         local = [g for g in generators if self.local[g]]
         return local, [g for g in generators if not self.local[g]]
 
-    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None,
+               abort: Callable[[], str | None] | None = None) -> float:
         """Send the learners' weights as policy `version` to `generators` (default: all). Returns the slowest
-        generator's receive seconds (the wall time of the whole sync is measured by the caller)."""
+        generator's receive seconds (the wall time of the whole sync is measured by the caller). `abort`: see
+        get_unless."""
         local, remote = self._route(generators or self.generators)
         calls, packs = [], []
         if local:
@@ -68,8 +101,8 @@ class CpuInPlaceSync:
             payloads = [learner.pack_weights.remote(self.dtype) for learner in self.learners]
             calls += [g.receive_weights.remote(payloads[0], version) for g in remote]
             packs += payloads[1:]
-        received = ray.get(calls, timeout=timeout_s)
-        ray.get(packs, timeout=timeout_s)
+        received = get_unless(calls, timeout_s, abort)
+        get_unless(packs, timeout_s, abort)
         return max(received)
 
     def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
@@ -119,13 +152,14 @@ class NcclBroadcastSync:
                 timeout=timeout_s)
         self.open = True
 
-    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None,
+               abort: Callable[[], str | None] | None = None) -> float:
         """Every generator worker is in the group, so every generator receives (`generators` is ignored)."""
         senders = [learner.broadcast_weights.remote(self.dtype, self.BUFFER_BYTES, self.BUFFERS)
                    for learner in self.learners]
-        received = ray.get([g.receive_broadcast.remote(self.metas, version) for g in self.generators],
-                           timeout=timeout_s)
-        ray.get(senders, timeout=timeout_s)
+        received = get_unless([g.receive_broadcast.remote(self.metas, version) for g in self.generators], timeout_s,
+                              abort)
+        get_unless(senders, timeout_s, abort)
         return max(received)
 
     def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
@@ -161,10 +195,11 @@ class LoraAdapterSync:
     def close(self, timeout_s: float | None = None) -> None:
         pass
 
-    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None) -> float:
+    def update(self, version: int, generators: list | None = None, timeout_s: float | None = None,
+               abort: Callable[[], str | None] | None = None) -> float:
         files_ref = self.learners[0].pack_adapter.remote()
-        return max(ray.get([g.receive_adapter.remote(files_ref, version) for g in generators or self.generators],
-                           timeout=timeout_s))
+        return max(get_unless([g.receive_adapter.remote(files_ref, version) for g in generators or self.generators],
+                              timeout_s, abort))
 
     def refit(self, generators: list, version: int, timeout_s: float | None = None) -> float:
         return self.update(version, generators, timeout_s)

@@ -157,6 +157,9 @@ class Health:
         self.calls += 1
         return [Death(role, rank, 0.0, "RESTARTING", 1) for role, rank in self.script.get(self.calls, [])]
 
+    def seen_dead(self, role: str) -> list[int]:
+        return []  # deaths here are scripted at stage boundaries, never seen mid-call
+
 
 class Sync:
     """`fails_at`: the update versions that fail as a collective sync does when a receiver dies (TimeoutError)."""
@@ -169,7 +172,7 @@ class Sync:
         self.refits: list[int] = []
         self.closed = 0
 
-    def update(self, version: int, generators=None, timeout_s: float | None = None) -> float:
+    def update(self, version: int, generators=None, timeout_s: float | None = None, abort=None) -> float:
         if version in self.fails_at and version not in self.updates:
             self.updates.append(version)
             self.generators.actors[0].policy_version = -1  # torn mid-receive

@@ -88,3 +88,14 @@ def test_the_watch_thread_polls_until_stopped():
         time.sleep(0.01)
     watch.stop()
     assert [d.rank for d in deaths] == [0]
+
+
+def test_seen_dead_names_the_dead_ranks_of_a_role_and_leaves_them_for_take():
+    watch, table, handles = watch_two()
+    watch.poll()
+    assert watch.seen_dead("generator") == []
+    table.set(handles[1]._actor_id.hex(), "DEAD", 0)
+    watch.poll()
+    assert watch.seen_dead("generator") == [1] and watch.seen_dead("learner") == []
+    assert [(d.role, d.rank, d.state) for d in watch.take()] == [("generator", 1, "DEAD")]
+    assert watch.seen_dead("generator") == []  # taken: handled by the driver from here on
